@@ -1,0 +1,6 @@
+export * from "./bytes.js";
+export * from "./errors.js";
+export * from "./lease-keeper.js";
+export * from "./limits.js";
+export * from "./store.js";
+export * from "./view.js";
