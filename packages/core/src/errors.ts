@@ -5,6 +5,8 @@ export type ErrorCode =
   | "EFUTURE_REV"
   | "ELEASE_NOT_FOUND"
   | "ELEASE_LOST"
+  | "ELEASE_EXISTS"
+  | "EKEY_NOT_FOUND"
   | "ETOO_LARGE"
   | "ETOO_MANY_OPS"
   | "EDUPLICATE_KEY"
@@ -50,6 +52,19 @@ export class LeaseNotFoundError extends CairnError {
   constructor(leaseId: string, options?: { cause?: unknown }) {
     super("ELEASE_NOT_FOUND", `requested lease not found: ${leaseId}`, options);
     this.leaseId = leaseId;
+  }
+}
+
+export class LeaseExistsError extends CairnError {
+  constructor(leaseId: string) {
+    super("ELEASE_EXISTS", `lease already exists: ${leaseId}`);
+  }
+}
+
+/** A put with ignoreValue or ignoreLease named a key that does not exist (etcd: "key not found"). */
+export class KeyNotFoundError extends CairnError {
+  constructor(key: string, option: string) {
+    super("EKEY_NOT_FOUND", `key not found: ${JSON.stringify(key)} (${option} needs an existing key)`);
   }
 }
 

@@ -3,4 +3,5 @@ export * from "./errors.js";
 export * from "./lease-keeper.js";
 export * from "./limits.js";
 export * from "./store.js";
+export * from "./validate.js";
 export * from "./view.js";

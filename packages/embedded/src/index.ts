@@ -1,0 +1,1 @@
+export { DB_FILE, type EmbeddedOptions, EmbeddedStore, openEmbedded } from "./store.js";

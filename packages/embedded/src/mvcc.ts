@@ -1,0 +1,160 @@
+// In-memory multi-version key index: every key's history until compaction, ordered keys
+// for range scans, and the per-revision change log that watches replay from.
+import type { KeyValue } from "@cairn/core";
+
+/** One version of a key. A tombstone marks a delete (etcd's delete event kv). */
+export interface Entry {
+  readonly kv: KeyValue;
+  readonly tombstone: boolean;
+  /** Position within its revision (etcd's sub-revision): the order of writes in a txn. */
+  readonly sub: number;
+}
+
+/** Keys are held as latin1 strings: one char per byte, so string order is etcd's byte order. */
+export type KeyId = string;
+
+export function keyId(key: Buffer): KeyId {
+  return key.toString("latin1");
+}
+
+export class MvccIndex {
+  /** Sorted key ids of every key with history. */
+  readonly #keys: KeyId[] = [];
+  readonly #history = new Map<KeyId, Entry[]>();
+  /** Changes of each revision above `logBase`, at index rev - logBase - 1. */
+  #log: Entry[][] = [];
+  #logBase = 0;
+
+  /** The latest entry of a key (tombstone included), or undefined. */
+  latest(id: KeyId): Entry | undefined {
+    const h = this.#history.get(id);
+    return h?.[h.length - 1];
+  }
+
+  /** The key's live version at `rev`, or undefined if absent or deleted then. */
+  at(id: KeyId, rev: number): KeyValue | undefined {
+    const h = this.#history.get(id);
+    if (!h) return undefined;
+    const e = findAt(h, rev);
+    return e && !e.tombstone ? e.kv : undefined;
+  }
+
+  /** Live key-values in [start, end) at `rev`, in key order; `end` undefined = the single key. */
+  *scan(start: KeyId, end: KeyId | undefined, all: boolean, rev: number): Generator<KeyValue> {
+    if (end === undefined && !all) {
+      const kv = this.at(start, rev);
+      if (kv) yield kv;
+      return;
+    }
+    const keys = this.#keys;
+    for (let i = lowerBound(keys, start); i < keys.length; i++) {
+      const id = keys[i] as KeyId;
+      if (!all && end !== undefined && id >= end) break;
+      const kv = this.at(id, rev);
+      if (kv) yield kv;
+    }
+  }
+
+  /** Appends a change; entries must arrive in (revision, sub) order. */
+  append(id: KeyId, entry: Entry, log: boolean): void {
+    let h = this.#history.get(id);
+    if (!h) {
+      h = [];
+      this.#history.set(id, h);
+      const keys = this.#keys;
+      const at = lowerBound(keys, id);
+      keys.splice(at, 0, id);
+    }
+    h.push(entry);
+    if (log) this.#logEntry(entry);
+  }
+
+  #logEntry(entry: Entry): void {
+    const idx = entry.kv.modRevision - this.#logBase - 1;
+    while (this.#log.length <= idx) this.#log.push([]);
+    (this.#log[idx] as Entry[]).push(entry);
+  }
+
+  /** Sets where the change log starts: revisions <= base are not replayable. */
+  setLogBase(base: number): void {
+    this.#logBase = base;
+    this.#log = [];
+  }
+
+  /** Changes with revision in [from, to], in order. */
+  *changes(from: number, to: number): Generator<Entry> {
+    const start = Math.max(from, this.#logBase + 1);
+    for (let rev = start; rev <= to; rev++) {
+      const entries = this.#log[rev - this.#logBase - 1];
+      if (entries) yield* entries;
+    }
+  }
+
+  /**
+   * Drops history not needed to read at revisions >= `rev` (etcd's compaction): of the
+   * versions older than `rev` only each key's newest survives, and only if it is live.
+   * Returns the dropped entries so the caller can remove them from disk.
+   */
+  compact(rev: number): Entry[] {
+    const dropped: Entry[] = [];
+    const emptied = new Set<KeyId>();
+    for (const [id, h] of this.#history) {
+      let firstKept = 0;
+      while (firstKept < h.length && (h[firstKept] as Entry).kv.modRevision < rev) firstKept++;
+      if (firstKept === 0) continue;
+      const newestOld = h[firstKept - 1] as Entry;
+      const keepNewestOld = !newestOld.tombstone;
+      const dropCount = keepNewestOld ? firstKept - 1 : firstKept;
+      if (dropCount === 0) continue;
+      for (let i = 0; i < dropCount; i++) dropped.push(h[i] as Entry);
+      h.splice(0, dropCount);
+      if (h.length === 0) emptied.add(id);
+    }
+    if (emptied.size > 0) {
+      for (const id of emptied) this.#history.delete(id);
+      const kept = this.#keys.filter((id) => !emptied.has(id));
+      this.#keys.length = 0;
+      this.#keys.push(...kept);
+    }
+    // The change log keeps revision `rev` itself: a watch may start there.
+    const drop = Math.max(0, rev - 1 - this.#logBase);
+    this.#log = this.#log.slice(drop);
+    this.#logBase += drop;
+    return dropped;
+  }
+
+  get keyCount(): number {
+    return this.#history.size;
+  }
+}
+
+/** Newest entry with modRevision <= rev. */
+function findAt(h: Entry[], rev: number): Entry | undefined {
+  const last = h[h.length - 1] as Entry;
+  if (last.kv.modRevision <= rev) return last;
+  let lo = 0;
+  let hi = h.length - 1;
+  let found: Entry | undefined;
+  while (lo <= hi) {
+    const mid = (lo + hi) >>> 1;
+    const e = h[mid] as Entry;
+    if (e.kv.modRevision <= rev) {
+      found = e;
+      lo = mid + 1;
+    } else {
+      hi = mid - 1;
+    }
+  }
+  return found;
+}
+
+function lowerBound(keys: KeyId[], id: KeyId): number {
+  let lo = 0;
+  let hi = keys.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((keys[mid] as KeyId) < id) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
