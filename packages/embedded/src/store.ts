@@ -103,6 +103,7 @@ export class EmbeddedStore implements Store {
   #waiters: Waiter[] = [];
   #closed = false;
   #failure: unknown;
+  #commits = 0;
 
   constructor(persistence: Persistence, options: EmbeddedOptions = {}) {
     this.#persistence = persistence;
@@ -494,6 +495,7 @@ export class EmbeddedStore implements Store {
       void this.close();
       return;
     }
+    this.#commits++;
     this.#durable = to;
     if (to >= from) this.#hub.dispatch(this.#index.changes(from, to), to, (e) => this.#prevOf(e));
     for (const w of waiters) w.resolve();
@@ -715,8 +717,14 @@ export class EmbeddedStore implements Store {
   }
 
   /** Counts for metrics and the bench. */
-  stats(): { keys: number; leases: number; watchers: number; revision: number } {
-    return { keys: this.#index.keyCount, leases: this.#leases.size, watchers: this.#hub.size, revision: this.#durable };
+  stats(): { keys: number; leases: number; watchers: number; revision: number; commits: number } {
+    return {
+      keys: this.#index.keyCount,
+      leases: this.#leases.size,
+      watchers: this.#hub.size,
+      revision: this.#durable,
+      commits: this.#commits,
+    };
   }
 }
 
