@@ -39,9 +39,12 @@ export class MvccIndex {
     return e && !e.tombstone ? e.kv : undefined;
   }
 
-  /** Live key-values in [start, end) at `rev`, in key order; `end` undefined = the single key. */
-  *scan(start: KeyId, end: KeyId | undefined, all: boolean, rev: number): Generator<KeyValue> {
-    if (end === undefined && !all) {
+  /**
+   * Live key-values in [start, end) at `rev`, in key order. `end` undefined means the
+   * single key `start`; null means every key >= start.
+   */
+  *scan(start: KeyId, end: KeyId | null | undefined, rev: number): Generator<KeyValue> {
+    if (end === undefined) {
       const kv = this.at(start, rev);
       if (kv) yield kv;
       return;
@@ -49,7 +52,7 @@ export class MvccIndex {
     const keys = this.#keys;
     for (let i = lowerBound(keys, start); i < keys.length; i++) {
       const id = keys[i] as KeyId;
-      if (!all && end !== undefined && id >= end) break;
+      if (end !== null && id >= end) break;
       const kv = this.at(id, rev);
       if (kv) yield kv;
     }

@@ -148,7 +148,7 @@ export class EmbeddedStore implements Store {
   }
 
   *#allKeyIds(): Generator<KeyId> {
-    for (const kv of this.#index.scan("\0", undefined, true, Number.MAX_SAFE_INTEGER)) yield keyId(kv.key);
+    for (const kv of this.#index.scan("\0", null, Number.MAX_SAFE_INTEGER)) yield keyId(kv.key);
   }
 
   // ---- reads ----
@@ -175,7 +175,6 @@ export class EmbeddedStore implements Store {
     const rev = revision === 0 ? current : revision;
     if (rev > current) throw new FutureRevisionError(rev, current);
     if (rev < this.#compactRevision) throw new CompactedError(rev, this.#compactRevision);
-    const all = isAllKeysEnd(range.end);
     const kvs: KeyValue[] = [];
     let count = 0;
     const filtered =
@@ -185,12 +184,7 @@ export class EmbeddedStore implements Store {
     // etcd sorts ascending by default when a non-key target is named (mvcc returns key order).
     if (order === "none" && target !== "key") order = "ascend";
     const fetchAll = order !== "none" || filtered;
-    for (const kv of this.#index.scan(
-      keyId(range.key),
-      range.end && !all ? keyId(range.end) : undefined,
-      all || range.end !== undefined,
-      rev,
-    )) {
+    for (const kv of this.#index.scan(keyId(range.key), scanEnd(range.end), rev)) {
       count++;
       if (options.countOnly) continue;
       if (!fetchAll && limit > 0 && kvs.length > limit) continue;
@@ -301,15 +295,7 @@ export class EmbeddedStore implements Store {
   }
 
   #applyDelete(ctx: WriteContext, range: { key: Buffer; end: Buffer | undefined }, prevKv: boolean): DeleteResult {
-    const all = isAllKeysEnd(range.end);
-    const victims = [
-      ...this.#index.scan(
-        keyId(range.key),
-        range.end && !all ? keyId(range.end) : undefined,
-        all || range.end !== undefined,
-        Number.MAX_SAFE_INTEGER,
-      ),
-    ];
+    const victims = [...this.#index.scan(keyId(range.key), scanEnd(range.end), Number.MAX_SAFE_INTEGER)];
     for (const live of victims) this.#tombstone(ctx, live);
     return {
       header: { revision: victims.length > 0 ? ctx.rev : this.#revisionSeen(ctx) },
@@ -428,15 +414,7 @@ export class EmbeddedStore implements Store {
           `expected one of value, version, create, mod, lease, got ${JSON.stringify(c.target)}`,
         );
     }
-    const all = isAllKeysEnd(range.end);
-    const kvs = [
-      ...this.#index.scan(
-        keyId(range.key),
-        range.end && !all ? keyId(range.end) : undefined,
-        all || range.end !== undefined,
-        Number.MAX_SAFE_INTEGER,
-      ),
-    ];
+    const kvs = [...this.#index.scan(keyId(range.key), scanEnd(range.end), Number.MAX_SAFE_INTEGER)];
     // etcd: a missing key fails a value compare and counts as zero for the others.
     if (kvs.length === 0) {
       if (c.target === "value") return false;
@@ -726,6 +704,12 @@ export class EmbeddedStore implements Store {
       commits: this.#commits,
     };
   }
+}
+
+/** A range end as the index takes it: undefined for one key, null for "to the end". */
+function scanEnd(end: Buffer | undefined): KeyId | null | undefined {
+  if (end === undefined) return undefined;
+  return isAllKeysEnd(end) ? null : keyId(end);
 }
 
 function inSpec(spec: { key: Buffer; end: Buffer | undefined }, key: Buffer): boolean {
