@@ -165,7 +165,12 @@ export interface Lease {
   readonly ttl: number;
   /** Aborts when the lease is lost; `signal.reason` is a LeaseLostError. */
   readonly signal: AbortSignal;
-  /** Refresh once now; resolves with the remaining TTL. Fails with ELEASE_NOT_FOUND. */
+  /**
+   * Refresh once now; resolves with the remaining TTL. Fails with ELEASE_NOT_FOUND when the
+   * store no longer has the lease (the lease is then lost), and with the LeaseLostError of
+   * `signal.reason` (ELEASE_LOST) once the lease has been lost for any reason, including
+   * the store being closed.
+   */
   keepAliveOnce(): Promise<number>;
   /** Revoke the lease: its keys are deleted in one revision; `signal` aborts ("revoked"). */
   revoke(): Promise<void>;

@@ -51,6 +51,13 @@ export function checkCount(value: unknown, field: string): number {
   return value;
 }
 
+/** One of a fixed set of strings; absent gives `fallback`. */
+export function checkChoice<T extends string>(value: unknown, choices: readonly T[], fallback: T, field: string): T {
+  if (value === undefined) return fallback;
+  if (typeof value === "string" && (choices as readonly string[]).includes(value)) return value as T;
+  throw new InvalidArgumentError(field, `expected one of ${choices.join(", ")}, got ${JSON.stringify(value)}`);
+}
+
 export function checkTtl(ttl: unknown): number {
   if (typeof ttl !== "number" || !Number.isFinite(ttl) || ttl <= 0) {
     throw new InvalidArgumentError("ttl", `expected a positive number of seconds, got ${String(ttl)}`);

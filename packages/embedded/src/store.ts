@@ -10,6 +10,7 @@ import {
   CompactedError,
   type CompactResult,
   type Compare,
+  checkChoice,
   checkCount,
   checkKey,
   checkLeaseId,
@@ -40,6 +41,7 @@ import {
   type PutResult,
   type RangeOptions,
   type RangeResult,
+  type SortOrder,
   type SortTarget,
   type Store,
   type StoreLimits,
@@ -52,6 +54,10 @@ import {
   type Watcher,
   type WatchOptions,
 } from "@cairn/core";
+
+const SORT_ORDERS: readonly SortOrder[] = ["none", "ascend", "descend"];
+const SORT_TARGETS: readonly SortTarget[] = ["key", "version", "create", "mod", "value"];
+
 import { type Entry, type KeyId, keyId, MvccIndex } from "./mvcc.js";
 import { type Batch, type ChangeRow, NoPersistence, type Persistence, SqlitePersistence } from "./persist.js";
 import { EmbeddedWatcher, toEvent, WatchHub } from "./watch.js";
@@ -160,7 +166,7 @@ export class EmbeddedStore implements Store {
   }
 
   async get(key: Bytes, options: { readonly revision?: number } = {}): Promise<KeyValue | undefined> {
-    const result = await this.range(key, options.revision ? { revision: options.revision } : {});
+    const result = await this.range(key, options.revision !== undefined ? { revision: options.revision } : {});
     return result.kvs[0];
   }
 
@@ -179,8 +185,8 @@ export class EmbeddedStore implements Store {
     let count = 0;
     const filtered =
       options.minModRevision || options.maxModRevision || options.minCreateRevision || options.maxCreateRevision;
-    let order = options.sortOrder ?? "none";
-    const target: SortTarget = options.sortTarget ?? "key";
+    let order = checkChoice(options.sortOrder, SORT_ORDERS, "none", "sortOrder");
+    const target = checkChoice(options.sortTarget, SORT_TARGETS, "key", "sortTarget");
     // etcd sorts ascending by default when a non-key target is named (mvcc returns key order).
     if (order === "none" && target !== "key") order = "ascend";
     const fetchAll = order !== "none" || filtered;
