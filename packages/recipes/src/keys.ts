@@ -23,3 +23,23 @@ export function keyOf(namespace: string, area: string, ...parts: [string, string
   for (const [value, field] of parts) key += `${segment(value, field)}/`;
   return key;
 }
+
+/** `/cairn/<namespace>/services/` or, with a service, `/cairn/<namespace>/services/<service>/`. */
+export function servicesPrefix(namespace: string, service?: string): string {
+  return service === undefined ? keyOf(namespace, "services") : keyOf(namespace, "services", [service, "service"]);
+}
+
+/** `/cairn/<namespace>/services/<service>/<id>`: one instance record. */
+export function instanceKey(namespace: string, service: string, id: string): string {
+  return `${servicesPrefix(namespace, service)}${segment(id, "id")}`;
+}
+
+/** `/cairn/<namespace>/health/` or, with a service, `/cairn/<namespace>/health/<service>/`. */
+export function healthPrefix(namespace: string, service?: string): string {
+  return service === undefined ? keyOf(namespace, "health") : keyOf(namespace, "health", [service, "service"]);
+}
+
+/** `/cairn/<namespace>/health/<service>/<id>`: the health status of one instance. */
+export function healthKey(namespace: string, service: string, id: string): string {
+  return `${healthPrefix(namespace, service)}${segment(id, "id")}`;
+}
