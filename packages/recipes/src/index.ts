@@ -1,1 +1,19 @@
+export * from "./catalog.js";
+export * from "./discovery.js";
+export * from "./health-checker.js";
+export { type ProbeResult, probe } from "./health-probes.js";
+export {
+  type ActiveCheck,
+  type CheckInput,
+  type CheckSpec,
+  type DiscoveredInstance,
+  type HealthRecord,
+  INSTANCE_STATUSES,
+  type InstanceStatus,
+  type InstanceUpdate,
+  isHealthy,
+  type ServiceInstance,
+} from "./instance.js";
 export * from "./keys.js";
+export * from "./naming.js";
+export * from "./registry.js";

@@ -1,0 +1,235 @@
+// The active health checker of a namespace: it follows every registered instance that has
+// an HTTP, TCP or gRPC check, probes it on its interval, and writes the status under
+// health/ when rise/fall thresholds say it changed. Statuses ride on the instance's own
+// lease, so they leave with the instance. Exactly one checker writes per namespace: callers
+// run it while they hold leadership and pass a guard that every write compares.
+import { type Compare, isCairnError, type KeyValue, type Store, type TxnOp, watchView } from "@cairn/core";
+import { type ProbeResult, probe as runProbe } from "./health-probes.js";
+import {
+  type ActiveCheck,
+  decodeHealth,
+  decodeInstance,
+  type InstanceStatus,
+  type ServiceInstance,
+} from "./instance.js";
+import { DEFAULT_NAMESPACE, healthKey, segment, servicesPrefix } from "./keys.js";
+
+export interface CheckerOptions {
+  readonly namespace?: string;
+  /** Names this checker in the records it writes ("checker:<name>"). */
+  readonly name?: string;
+  /** Probes a given instance; the default runs the HTTP/TCP/gRPC probes. Tests may wrap it. */
+  readonly probe?: (instance: ServiceInstance, check: ActiveCheck, signal: AbortSignal) => Promise<ProbeResult>;
+  /** Told of failures to write a status (the checker carries on). */
+  readonly onError?: (err: unknown) => void;
+}
+
+/** What the checker knows of one instance. */
+interface Target {
+  readonly key: string;
+  instance: ServiceInstance;
+  check: ActiveCheck;
+  lease: string;
+  /** The status last written (or found stored when the checker started). */
+  status: InstanceStatus | undefined;
+  output: string;
+  successes: number;
+  failures: number;
+  timer: NodeJS.Timeout | undefined;
+  running: boolean;
+}
+
+/**
+ * Runs the checks of a namespace until `signal` aborts or a guarded write fails (leadership
+ * lost). Resolves when it stops; the reason is the signal's, or "lost" when the guard failed.
+ */
+export async function runHealthChecks(
+  store: Store,
+  signal: AbortSignal,
+  options: CheckerOptions & { readonly guard?: Compare } = {},
+): Promise<"stopped" | "lost"> {
+  const checker = new Checker(store, signal, options);
+  return checker.run();
+}
+
+class Checker {
+  readonly #store: Store;
+  readonly #namespace: string;
+  readonly #by: string;
+  readonly #guard: Compare | undefined;
+  readonly #probe: NonNullable<CheckerOptions["probe"]>;
+  readonly #onError: (err: unknown) => void;
+  readonly #stop = new AbortController();
+  readonly #targets = new Map<string, Target>();
+  #lost = false;
+
+  constructor(store: Store, signal: AbortSignal, options: CheckerOptions & { readonly guard?: Compare }) {
+    this.#store = store;
+    this.#namespace = segment(options.namespace ?? DEFAULT_NAMESPACE, "namespace");
+    this.#by = `checker:${options.name ?? `${process.pid}`}`;
+    this.#guard = options.guard;
+    this.#probe = options.probe ?? runProbe;
+    this.#onError = options.onError ?? (() => {});
+    if (signal.aborted) this.#stop.abort();
+    else signal.addEventListener("abort", () => this.#stop.abort(), { once: true });
+  }
+
+  async run(): Promise<"stopped" | "lost"> {
+    const prefix = servicesPrefix(this.#namespace);
+    const signal = this.#stop.signal;
+    try {
+      for await (const update of watchView(this.#store, prefix, { prefix: true, signal })) {
+        if (update.type === "snapshot") {
+          const seen = new Set<string>();
+          for (const kv of update.kvs) {
+            seen.add(kv.key.toString("utf8"));
+            this.#upsert(kv);
+          }
+          for (const key of [...this.#targets.keys()]) if (!seen.has(key)) this.#remove(key);
+          await this.#loadStatuses(update.revision);
+        } else {
+          for (const event of update.events) {
+            if (event.type === "put") this.#upsert(event.kv);
+            else this.#remove(event.kv.key.toString("utf8"));
+          }
+        }
+      }
+    } catch (err) {
+      if (!signal.aborted) throw err;
+    } finally {
+      this.#stop.abort();
+      for (const key of [...this.#targets.keys()]) this.#remove(key);
+    }
+    return this.#lost ? "lost" : "stopped";
+  }
+
+  /** Starts from the statuses already stored, so a new checker does not rewrite every one. */
+  async #loadStatuses(revision: number): Promise<void> {
+    for (const target of this.#targets.values()) {
+      if (target.status !== undefined) continue;
+      const kv = await this.#store.get(this.#healthKeyOf(target.instance), { revision }).catch(() => undefined);
+      const stored = kv ? decodeHealth(kv.value) : undefined;
+      if (stored && kv?.lease === target.lease) {
+        target.status = stored.status;
+        target.output = stored.output;
+      }
+    }
+  }
+
+  #healthKeyOf(instance: ServiceInstance): string {
+    return healthKey(this.#namespace, instance.service, instance.id);
+  }
+
+  #upsert(kv: KeyValue): void {
+    const key = kv.key.toString("utf8");
+    const instance = decodeInstance(kv.value);
+    const check = instance?.check;
+    if (!instance || !check || check.type === "ttl") {
+      this.#remove(key);
+      return;
+    }
+    const existing = this.#targets.get(key);
+    if (existing && existing.lease === kv.lease && sameCheck(existing.check, check)) {
+      existing.instance = instance;
+      return;
+    }
+    if (existing) this.#remove(key);
+    const target: Target = {
+      key,
+      instance,
+      check,
+      lease: kv.lease,
+      status: undefined,
+      output: "",
+      successes: 0,
+      failures: 0,
+      timer: undefined,
+      running: true,
+    };
+    this.#targets.set(key, target);
+    // A little jitter so a fleet registered together is not probed in lockstep.
+    this.#schedule(target, Math.random() * Math.min(check.intervalMs, 1_000));
+  }
+
+  #remove(key: string): void {
+    const target = this.#targets.get(key);
+    if (!target) return;
+    target.running = false;
+    clearTimeout(target.timer);
+    this.#targets.delete(key);
+  }
+
+  #schedule(target: Target, delayMs: number): void {
+    if (!target.running || this.#stop.signal.aborted) return;
+    target.timer = setTimeout(() => void this.#tick(target), delayMs);
+  }
+
+  async #tick(target: Target): Promise<void> {
+    const result = await this.#probe(target.instance, target.check, this.#stop.signal).catch(
+      (err: unknown): ProbeResult => ({ status: "critical", output: String(err) }),
+    );
+    if (!target.running || this.#stop.signal.aborted) return;
+    const next = this.#judge(target, result);
+    if (next !== undefined) {
+      try {
+        await this.#write(target, next, result.output);
+      } catch (err) {
+        this.#onError(err);
+      }
+    }
+    this.#schedule(target, target.check.intervalMs);
+  }
+
+  /** The status to write after this result, by HAProxy's rise/fall rule; undefined: no change. */
+  #judge(target: Target, result: ProbeResult): InstanceStatus | undefined {
+    const up = result.status !== "critical";
+    if (up) {
+      target.successes++;
+      target.failures = 0;
+    } else {
+      target.failures++;
+      target.successes = 0;
+    }
+    const current = target.status;
+    // The first result is written at once: an instance must not wait rise probes to be known.
+    if (current === undefined) return result.status;
+    if (up) {
+      if (current === "critical") return target.successes >= target.check.rise ? result.status : undefined;
+      return current !== result.status ? result.status : undefined;
+    }
+    if (current !== "critical" && target.failures >= target.check.fall) return "critical";
+    return undefined;
+  }
+
+  async #write(target: Target, status: InstanceStatus, output: string): Promise<void> {
+    const record = { status, output, since: new Date().toISOString(), by: this.#by };
+    const put: TxnOp = {
+      type: "put",
+      key: this.#healthKeyOf(target.instance),
+      value: JSON.stringify(record),
+      lease: target.lease,
+    };
+    try {
+      const result = await this.#store.txn({
+        compare: this.#guard ? [this.#guard] : [],
+        success: [put],
+      });
+      if (!result.succeeded) {
+        // The guard failed: another checker leads now. Stop writing at once.
+        this.#lost = true;
+        this.#stop.abort();
+        return;
+      }
+      target.status = status;
+      target.output = output;
+    } catch (err) {
+      // The instance's lease is gone: its record goes too, and the watch removes the target.
+      if (isCairnError(err, "ELEASE_NOT_FOUND")) return;
+      throw err;
+    }
+  }
+}
+
+function sameCheck(a: ActiveCheck, b: ActiveCheck): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
