@@ -17,3 +17,7 @@ export {
 export * from "./keys.js";
 export * from "./naming.js";
 export * from "./registry.js";
+export * from "./election.js";
+export * from "./fencing.js";
+export * from "./lock.js";
+export * from "./session.js";

@@ -1,6 +1,8 @@
 // The recipes conformance suite: registry, config, lock and election, written once over the
 // Store contract and run against every engine (embedded, a real etcd cluster, cairn server).
 import { describe } from "node:test";
+import { electionTests } from "./election.js";
+import { lockTests } from "./lock.js";
 import { registryTests } from "./registry.js";
 import type { RecipesTarget } from "./target.js";
 
@@ -9,6 +11,8 @@ export type { RecipesTarget } from "./target.js";
 /** Each part registers its describe/it blocks for one target. Add a part with one line. */
 const parts: ReadonlyArray<readonly [string, (target: RecipesTarget) => void]> = [
   ["registry and discovery", registryTests],
+  ["lock", lockTests],
+  ["election", electionTests],
 ];
 
 export function runRecipesConformance(target: RecipesTarget): void {

@@ -1,0 +1,121 @@
+// The lock under real processes on a real 3-member etcd: ten processes contend for one
+// counter, and a holder stalled by SIGSTOP past its TTL loses the lock to the next waiter,
+// is told when it resumes, and cannot write with its stale token.
+import assert from "node:assert/strict";
+import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
+import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import type { Store } from "@cairn/core";
+import { connectEtcd } from "@cairn/etcd";
+import { type EtcdCluster, startEtcdCluster } from "@cairn/testing";
+import { mutex, openSession } from "../src/index.js";
+import { freshNamespace, waitFor } from "./suite/target.js";
+
+let cluster: EtcdCluster;
+const clients: Store[] = [];
+const children: ChildProcessWithoutNullStreams[] = [];
+const connect = () => {
+  const store = connectEtcd({ endpoints: cluster.endpoints });
+  clients.push(store);
+  return store;
+};
+
+interface Child {
+  readonly proc: ChildProcessWithoutNullStreams;
+  readonly lines: string[];
+  readonly exited: Promise<number | null>;
+}
+
+function child(...args: string[]): Child {
+  const proc = spawn(process.execPath, [fileURLToPath(new URL("./lock-child.js", import.meta.url)), ...args], {
+    stdio: ["pipe", "pipe", "pipe"],
+  });
+  children.push(proc);
+  const lines: string[] = [];
+  let partial = "";
+  proc.stdout.setEncoding("utf8");
+  proc.stdout.on("data", (chunk: string) => {
+    const parts = (partial + chunk).split("\n");
+    partial = parts.pop() ?? "";
+    lines.push(...parts);
+  });
+  proc.stderr.setEncoding("utf8");
+  proc.stderr.on("data", (chunk: string) => lines.push(`stderr: ${chunk.trim()}`));
+  const exited = new Promise<number | null>((resolve) => proc.on("exit", (code) => resolve(code)));
+  return { proc, lines, exited };
+}
+
+before(async () => {
+  cluster = await startEtcdCluster({ members: 3 });
+});
+
+after(async () => {
+  for (const proc of children) {
+    proc.kill("SIGCONT");
+    proc.kill("SIGKILL");
+  }
+  await Promise.allSettled(clients.map((c) => c.close()));
+  await cluster?.close();
+});
+
+describe("the lock under faults (etcd, 3 members, real processes)", () => {
+  it("ten processes each add 1 to a shared counter 20 times under the lock: exactly 200, tokens strictly increasing", async () => {
+    const namespace = freshNamespace("count");
+    const procs = Array.from({ length: 10 }, () => child("count", cluster.endpoints.join(","), namespace, "20"));
+    const codes = await Promise.all(procs.map((p) => p.exited));
+    procs.forEach((p, i) => {
+      assert.equal(codes[i], 0, `child ${i} exits cleanly: ${p.lines.join(" | ")}`);
+      assert.deepEqual(p.lines, ["done"]);
+    });
+    const store = connect();
+    assert.equal((await store.get(`/cairn/${namespace}/test/counter`))?.value.toString(), "200");
+    const history = await store.range(`/cairn/${namespace}/test/history/`, { prefix: true });
+    assert.equal(history.count, 200);
+    const tokens = history.kvs.map((kv) => Number(kv.value.toString()));
+    for (let i = 1; i < tokens.length; i++) {
+      assert.ok(
+        (tokens[i] as number) > (tokens[i - 1] as number),
+        `token of increment ${i + 1} exceeds the one before`,
+      );
+    }
+    assert.equal((await store.range(`/cairn/${namespace}/locks/`, { prefix: true })).count, 0, "no lock key is left");
+  });
+
+  it("a holder SIGSTOPped past its TTL loses the lock to the next waiter; on SIGCONT its guarded write is refused and it is told", async () => {
+    const namespace = freshNamespace("stall");
+    const dataKey = `/cairn/${namespace}/test/data`;
+    const holder = child("hold", cluster.endpoints.join(","), namespace);
+    const held = await waitFor(
+      "the child to hold the lock",
+      () => holder.lines.find((l) => l.startsWith("held ")),
+      15_000,
+    );
+    const childToken = Number(held.slice("held ".length));
+    holder.proc.stdin.write("write\n");
+    await waitFor("the child's first write", () => holder.lines.includes("write ok"), 5_000);
+
+    const store = connect();
+    const session = await openSession(store, { namespace, ttl: 10 });
+    const waiting = mutex(session, "stall").acquire();
+    await waitFor("the waiter to queue", async () => {
+      return (await store.range(`/cairn/${namespace}/locks/stall/`, { prefix: true, countOnly: true })).count === 2;
+    });
+    holder.proc.kill("SIGSTOP");
+    const lock = await waiting;
+    assert.ok(lock.fencingToken > childToken, "the next holder's token is greater");
+    assert.equal((await lock.txn({ success: [{ type: "put", key: dataKey, value: "parent" }] })).succeeded, true);
+
+    holder.proc.kill("SIGCONT");
+    holder.proc.stdin.write("write\n");
+    await waitFor(
+      "the child's write after resuming",
+      () => holder.lines.filter((l) => l.startsWith("write ")).length === 2,
+      10_000,
+    );
+    assert.equal(holder.lines.filter((l) => l.startsWith("write ")).at(-1), "write refused", holder.lines.join(" | "));
+    await waitFor("the child to be told its lock is lost", () => holder.lines.includes("lost ELEASE_LOST"), 10_000);
+    assert.equal((await store.get(dataKey))?.value.toString(), "parent", "the stale write changed nothing");
+    await lock.release();
+    await session.close();
+  });
+});
