@@ -1,0 +1,1 @@
+export { type Command, commands, main, USAGE } from "./main.js";

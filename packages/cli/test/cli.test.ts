@@ -1,0 +1,206 @@
+// The cairn command against a real etcd: what it prints, and its exit codes.
+import assert from "node:assert/strict";
+import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
+import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import { type EtcdCluster, startEtcdCluster } from "@cairn/testing";
+
+const bin = fileURLToPath(new URL("../src/bin.js", import.meta.url));
+let cluster: EtcdCluster;
+let endpoints = "";
+
+before(async () => {
+  cluster = await startEtcdCluster({ members: 1 });
+  endpoints = cluster.endpoints.join(",");
+});
+after(async () => {
+  await cluster?.close();
+});
+
+interface Run {
+  code: number | null;
+  out: string;
+  err: string;
+}
+
+function cairn(args: string[], input?: string): Promise<Run> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [bin, "--endpoints", endpoints, ...args]);
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (d) => {
+      out += d;
+    });
+    child.stderr.on("data", (d) => {
+      err += d;
+    });
+    child.on("close", (code) => resolve({ code, out, err }));
+    child.stdin.end(input ?? "");
+  });
+}
+
+function start(args: string[]): {
+  child: ChildProcessWithoutNullStreams;
+  lines: string[];
+  next: (re: RegExp) => Promise<string>;
+} {
+  const child = spawn(process.execPath, [bin, "--endpoints", endpoints, ...args]);
+  const lines: string[] = [];
+  let buffer = "";
+  const waiters: { re: RegExp; resolve: (l: string) => void }[] = [];
+  child.stdout.setEncoding("utf8");
+  child.stdout.on("data", (chunk: string) => {
+    buffer += chunk;
+    const parts = buffer.split("\n");
+    buffer = parts.pop() ?? "";
+    for (const line of parts) {
+      lines.push(line);
+      for (const w of [...waiters]) {
+        if (w.re.test(line)) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(line);
+        }
+      }
+    }
+  });
+  const next = (re: RegExp) =>
+    new Promise<string>((resolve, reject) => {
+      const found = lines.find((l) => re.test(l));
+      if (found) return resolve(found);
+      const timer = setTimeout(() => reject(new Error(`no line matching ${re} in ${JSON.stringify(lines)}`)), 10_000);
+      waiters.push({
+        re,
+        resolve: (l) => {
+          clearTimeout(timer);
+          resolve(l);
+        },
+      });
+    });
+  return { child, lines, next };
+}
+
+const exited = (child: ChildProcessWithoutNullStreams) =>
+  new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)));
+
+describe("cairn kv", () => {
+  it("put, get, get --prefix as a table and as JSON, del", async () => {
+    assert.equal((await cairn(["kv", "put", "/cli/a", "one"])).code, 0);
+    assert.equal((await cairn(["kv", "put", "/cli/b", "-"], "two")).code, 0);
+    const one = await cairn(["kv", "get", "/cli/a"]);
+    assert.deepEqual([one.code, one.out], [0, "one\n"]);
+    const table = await cairn(["kv", "get", "/cli/", "--prefix"]);
+    assert.match(table.out, /^KEY\s+VALUE\n\/cli\/a\s+one\n\/cli\/b\s+two\n$/);
+    const json = JSON.parse((await cairn(["--json", "kv", "get", "/cli/", "--prefix"])).out);
+    assert.deepEqual(
+      json.kvs.map((k: { key: string; value: string; version: number }) => [k.key, k.value, k.version]),
+      [
+        ["/cli/a", "one", 1],
+        ["/cli/b", "two", 1],
+      ],
+    );
+    assert.ok(json.revision > 1);
+    const del = await cairn(["kv", "del", "/cli/", "--prefix"]);
+    assert.deepEqual([del.code, del.out], [0, "2\n"]);
+  });
+
+  it("a missing key exits 1 and says which; a wrong command line exits 2 and says what is wrong", async () => {
+    const missing = await cairn(["kv", "get", "/cli/none"]);
+    assert.equal(missing.code, 1);
+    assert.match(missing.err, /key not found: \/cli\/none/);
+    const unknown = await cairn(["kv", "fetch", "x"]);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.err, /expected get, put, del or watch, got "fetch"/);
+    const badRev = await cairn(["kv", "get", "x", "--rev", "soon"]);
+    assert.equal(badRev.code, 2);
+    assert.match(badRev.err, /--rev: expected a whole number/);
+    const badFlag = await cairn(["kv", "get", "x", "--bogus"]);
+    assert.equal(badFlag.code, 2);
+    assert.match(badFlag.err, /bogus/);
+    const future = await cairn(["kv", "get", "x", "--rev", "999999"]);
+    assert.equal(future.code, 1);
+    assert.match(future.err, /EFUTURE_REV/);
+  });
+
+  it("watch prints each event until interrupted", async () => {
+    const watch = start(["kv", "watch", "/cli/w/", "--prefix"]);
+    const code = exited(watch.child);
+    // The watch is set up once the process answers; write until the first event shows.
+    const first = (async () => {
+      for (let i = 0; i < 50 && watch.lines.length === 0; i++) {
+        await cairn(["kv", "put", "/cli/w/k", `v${i}`]);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    })();
+    assert.match(await watch.next(/^PUT \/cli\/w\/k v\d+$/), /PUT/);
+    await first;
+    await cairn(["kv", "del", "/cli/w/k"]);
+    await watch.next(/^DELETE \/cli\/w\/k$/);
+    watch.child.kill("SIGINT");
+    assert.equal(await code, 0);
+  });
+});
+
+describe("cairn svc", () => {
+  it("register stays in the foreground; list and show see it with health; Ctrl-C deregisters", async () => {
+    const reg = start([
+      "--namespace",
+      "clitest",
+      "svc",
+      "register",
+      "users",
+      "--address",
+      "10.0.0.1",
+      "--port",
+      "8080",
+      "--id",
+      "u1",
+      "--zone",
+      "a",
+      "--meta",
+      "build=7",
+    ]);
+    const code = exited(reg.child);
+    await reg.next(/^registered users\/u1/);
+    const list = await cairn(["--namespace", "clitest", "svc", "list"]);
+    assert.equal(list.code, 0);
+    assert.match(list.out, /^SERVICE\s+INSTANCES\s+HEALTHY.*\nusers\s+1\s+1\s+1\s+0\s+0\s+0\n$/);
+    const show = JSON.parse((await cairn(["--namespace", "clitest", "--json", "svc", "show", "users"])).out);
+    assert.equal(show[0].address, "10.0.0.1");
+    assert.equal(show[0].metadata.build, "7");
+    assert.equal(show[0].health, "passing");
+    reg.child.kill("SIGINT");
+    assert.equal(await code, 0);
+    const empty = await cairn(["--namespace", "clitest", "svc", "show", "users"]);
+    assert.equal(empty.code, 1);
+    assert.match(empty.err, /no instances of users/);
+  });
+
+  it("deregister removes another process's instance; register refuses bad input with the field named", async () => {
+    const reg = start([
+      "--namespace",
+      "clitest2",
+      "svc",
+      "register",
+      "pay",
+      "--address",
+      "h",
+      "--port",
+      "1",
+      "--id",
+      "p1",
+    ]);
+    const code = exited(reg.child);
+    await reg.next(/^registered/);
+    const gone = await cairn(["--namespace", "clitest2", "svc", "deregister", "pay", "p1"]);
+    assert.deepEqual([gone.code, gone.out], [0, "deregistered pay/p1\n"]);
+    assert.equal((await cairn(["--namespace", "clitest2", "svc", "show", "pay"])).code, 1);
+    reg.child.kill("SIGINT");
+    await code;
+    const bad = await cairn(["svc", "register", "pay", "--address", "h", "--port", "99999"]);
+    assert.equal(bad.code, 1);
+    assert.match(bad.err, /EINVALID: invalid port/);
+    const noPort = await cairn(["svc", "register", "pay", "--address", "h"]);
+    assert.equal(noPort.code, 2);
+    assert.match(noPort.err, /--port is required/);
+  });
+});
