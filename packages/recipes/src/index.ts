@@ -21,3 +21,4 @@ export * from "./election.js";
 export * from "./fencing.js";
 export * from "./lock.js";
 export * from "./session.js";
+export * from "./config/index.js";
