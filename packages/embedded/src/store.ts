@@ -600,6 +600,14 @@ export class EmbeddedStore implements Store {
     if (keepers) for (const k of keepers) k.lost(reason);
   }
 
+  /**
+   * Refreshes a lease by id and returns its TTL, for a server answering keepalives on
+   * behalf of remote clients that hold only the id. Fails with LeaseNotFoundError.
+   */
+  keepAliveLease(id: LeaseId): number {
+    return this.#keepAlive(checkLeaseId(id, "id"));
+  }
+
   async revoke(id: LeaseId): Promise<void> {
     this.#checkOpen();
     const leaseId = checkLeaseId(id, "id");
@@ -698,6 +706,11 @@ export class EmbeddedStore implements Store {
     this.#keepers.clear();
     for (const w of this.#hub.all()) w.fail(new ClosedError());
     this.#persistence.close();
+  }
+
+  /** The revision readers see now (what a response header reports), without a round trip. */
+  get revision(): number {
+    return this.#durable;
   }
 
   /** Counts for metrics and the bench. */

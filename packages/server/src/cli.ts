@@ -1,0 +1,94 @@
+#!/usr/bin/env node
+// The `cairn` command. `cairn server` runs the server in the foreground until SIGTERM or
+// SIGINT, then shuts down gracefully.
+import { parseArgs } from "node:util";
+import { pino } from "pino";
+import { startServer } from "./server.js";
+
+const USAGE = `usage: cairn server [--data-dir DIR] [--grpc-port N] [--http-port M] [--host H] [--log-level LEVEL]
+
+  --data-dir DIR     where the store keeps its data (default ./data)
+  --grpc-port N      etcd v3 gRPC port (default 2379; 0 picks a free one)
+  --http-port M      HTTP port for /healthz and /readyz (default 8700; 0 picks a free one)
+  --host H           interface to listen on (default 127.0.0.1)
+  --log-level LEVEL  pino level: fatal, error, warn, info, debug, trace (default info)`;
+
+class UsageError extends Error {}
+
+function port(value: string, flag: string): number {
+  const n = Number(value);
+  if (!/^[0-9]+$/.test(value) || n > 65535)
+    throw new UsageError(`${flag}: expected a port number 0-65535, got "${value}"`);
+  return n;
+}
+
+const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+
+async function serve(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      "data-dir": { type: "string", default: "./data" },
+      "grpc-port": { type: "string", default: "2379" },
+      "http-port": { type: "string", default: "8700" },
+      host: { type: "string", default: "127.0.0.1" },
+      "log-level": { type: "string", default: "info" },
+      help: { type: "boolean", short: "h" },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return;
+  }
+  const level = values["log-level"];
+  if (!LEVELS.includes(level))
+    throw new UsageError(`--log-level: expected one of ${LEVELS.join(", ")}, got "${level}"`);
+  if (!values["data-dir"]) throw new UsageError("--data-dir: expected a directory");
+  const logger = pino({ name: "cairn-server", level });
+  const server = await startServer({
+    dataDir: values["data-dir"],
+    grpcPort: port(values["grpc-port"], "--grpc-port"),
+    httpPort: port(values["http-port"], "--http-port"),
+    host: values.host,
+    logger,
+  });
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      logger.warn({ signal }, "second signal: exiting without waiting");
+      process.exit(1);
+    }
+    stopping = true;
+    logger.info({ signal }, "signal received");
+    server.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error({ err }, "shutdown failed");
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", stop);
+  process.on("SIGINT", stop);
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  if (command === "server") return serve(rest);
+  if (command === undefined || command === "help" || command === "--help" || command === "-h") {
+    console.log(USAGE);
+    return;
+  }
+  throw new UsageError(`unknown command "${command}"`);
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  if (err instanceof UsageError || (err as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) {
+    console.error(`cairn: ${(err as Error).message}\n\n${USAGE}`);
+    process.exit(2);
+  }
+  console.error("cairn: failed to start:", err);
+  process.exit(1);
+});

@@ -1,0 +1,68 @@
+// What every gRPC service of cairn server shares: the store behind it, how response
+// headers are filled, the request limits, the logger and the open streams.
+import { type LeaseId, LeaseNotFoundError, type Store, type StoreLimits } from "@cairn/core";
+import type { EmbeddedStore } from "@cairn/embedded";
+import type { Logger } from "pino";
+import type { HeaderOf } from "./convert.js";
+
+/** The store as the gRPC services need it: the contract plus two things remote clients need. */
+export interface Backend {
+  readonly store: Store;
+  /** The revision readers see now, for headers of answers that carry none (watch, lease). */
+  revision(): number;
+  /** Refreshes a lease by id: its TTL in seconds, or 0 if it does not exist (etcd's answer). */
+  keepAlive(id: LeaseId): Promise<number>;
+}
+
+export function embeddedBackend(store: EmbeddedStore): Backend {
+  return {
+    store,
+    revision: () => store.revision,
+    keepAlive: async (id) => {
+      try {
+        return store.keepAliveLease(id);
+      } catch (err) {
+        if (err instanceof LeaseNotFoundError) return 0;
+        throw err;
+      }
+    },
+  };
+}
+
+/** The ids and version this server reports as a one-member etcd cluster. */
+export interface Identity {
+  /** uint64 in decimal. */
+  readonly clusterId: string;
+  readonly memberId: string;
+  readonly name: string;
+  readonly version: string;
+  readonly clientUrls: readonly string[];
+  readonly peerUrls: readonly string[];
+}
+
+/** A long-lived call (watch, keepalive) that shutdown must end. */
+export interface OpenStream {
+  /** Ends the stream with an UNAVAILABLE "server stopped" status. */
+  stop(): void;
+}
+
+export interface ServiceContext {
+  readonly backend: Backend;
+  readonly identity: Identity;
+  readonly limits: StoreLimits;
+  readonly log: Logger;
+  readonly header: HeaderOf;
+  readonly streams: Set<OpenStream>;
+}
+
+/** The raft term every header reports: a fresh one-member etcd is at term 2 after its election. */
+export const RAFT_TERM = 2;
+
+export function headerFiller(identity: Identity): HeaderOf {
+  return (revision) => ({
+    cluster_id: identity.clusterId,
+    member_id: identity.memberId,
+    revision,
+    raft_term: RAFT_TERM,
+  });
+}

@@ -1,0 +1,101 @@
+// Assembles the gRPC server: etcd's services from our proto files, a size check on every
+// request message as etcd's (--max-request-bytes), and handlers that turn any failure
+// into a status, never an exception out of the server.
+import {
+  type handleBidiStreamingCall,
+  type handleUnaryCall,
+  Server,
+  type ServiceDefinition,
+  type UntypedServiceImplementation,
+} from "@grpc/grpc-js";
+import type { ServiceContext } from "./context.js";
+import { ETCD_ERRORS, StatusError, toStatus } from "./errors.js";
+import { kvService } from "./kv.js";
+import { leaseKeepAlive, leaseService } from "./lease.js";
+import { clusterService, maintenanceService } from "./maintenance.js";
+import { loadEtcdProto, type PbLeaseIdRequest, type PbWatchRequest, serviceDefinition } from "./proto.js";
+import { watchStream } from "./watch.js";
+
+/** etcd's grpcOverheadBytes: gRPC itself accepts this much beyond --max-request-bytes. */
+const GRPC_OVERHEAD_BYTES = 512 * 1024;
+
+/** Called once per finished unary call, for logs and metrics. */
+export type CallObserver = (method: string, code: number, ms: number) => void;
+
+export interface GrpcServerOptions {
+  readonly observe?: CallObserver;
+}
+
+type UnaryFn = (req: never) => Promise<object>;
+
+export function createGrpcServer(ctx: ServiceContext, options: GrpcServerOptions = {}): Server {
+  const server = new Server({
+    "grpc.max_receive_message_length": ctx.limits.maxRequestBytes + GRPC_OVERHEAD_BYTES,
+    "grpc.max_send_message_length": -1,
+  });
+  const pkg = loadEtcdProto();
+  /** Request messages larger than the limit: answered "request is too large" unread. */
+  const oversized = new WeakSet<object>();
+  const sized = (def: ServiceDefinition): ServiceDefinition => {
+    const out: Record<string, unknown> = {};
+    for (const [name, method] of Object.entries(def)) {
+      const deserialize = method.requestDeserialize;
+      out[name] = {
+        ...method,
+        requestDeserialize: (bytes: Buffer) => {
+          const message = deserialize(bytes);
+          if (bytes.length > ctx.limits.maxRequestBytes && message !== null && typeof message === "object") {
+            oversized.add(message as object);
+          }
+          return message;
+        },
+      };
+    }
+    return out as ServiceDefinition;
+  };
+
+  const unary = (service: string, name: string, fn: UnaryFn) => {
+    const method = `${service}.${name}`;
+    const handler: handleUnaryCall<object, object> = (call, callback) => {
+      const started = performance.now();
+      const done = (code: number) => options.observe?.(method, code, performance.now() - started);
+      let pending: Promise<object>;
+      try {
+        if (oversized.has(call.request)) throw new StatusError(ETCD_ERRORS.requestTooLarge);
+        pending = fn(call.request as never);
+      } catch (err) {
+        pending = Promise.reject(err);
+      }
+      pending.then(
+        (response) => {
+          done(0);
+          callback(null, response);
+        },
+        (err: unknown) => {
+          const status = toStatus(err, (e) => ctx.log.error({ err: e, method }, "request failed"));
+          done(status.code);
+          callback(status);
+        },
+      );
+    };
+    return handler;
+  };
+
+  const implement = (service: string, handlers: Record<string, UnaryFn>) => {
+    const out: UntypedServiceImplementation = {};
+    for (const [name, fn] of Object.entries(handlers)) out[name] = unary(service, name, fn);
+    return out;
+  };
+
+  server.addService(sized(serviceDefinition(pkg, "KV")), implement("KV", kvService(ctx)));
+  server.addService(sized(serviceDefinition(pkg, "Lease")), {
+    ...implement("Lease", leaseService(ctx)),
+    LeaseKeepAlive: ((call) => leaseKeepAlive(ctx, call)) satisfies handleBidiStreamingCall<PbLeaseIdRequest, object>,
+  });
+  server.addService(sized(serviceDefinition(pkg, "Watch")), {
+    Watch: ((call) => watchStream(ctx, call)) satisfies handleBidiStreamingCall<PbWatchRequest, object>,
+  });
+  server.addService(sized(serviceDefinition(pkg, "Maintenance")), implement("Maintenance", maintenanceService(ctx)));
+  server.addService(sized(serviceDefinition(pkg, "Cluster")), implement("Cluster", clusterService(ctx)));
+  return server;
+}

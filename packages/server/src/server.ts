@@ -1,0 +1,152 @@
+// cairn server as a library: opens the embedded store in a data directory and serves it
+// over etcd's v3 gRPC protocol, with health probes over HTTP. close() stops accepting,
+// ends open streams, lets calls in flight finish, then closes the store, so every write
+// acknowledged to a client is on disk.
+import { mkdirSync, readFileSync } from "node:fs";
+import type { Server as HttpServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { DEFAULT_LIMITS, type StoreLimits } from "@cairn/core";
+import { type EmbeddedStore, openEmbedded } from "@cairn/embedded";
+import { type Server as GrpcServer, ServerCredentials } from "@grpc/grpc-js";
+import { type Logger, pino } from "pino";
+import { embeddedBackend, headerFiller, type Identity, type OpenStream, type ServiceContext } from "./grpc/context.js";
+import { type CallObserver, createGrpcServer } from "./grpc/server.js";
+import { createHttpServer } from "./http.js";
+import { loadIdentity } from "./identity.js";
+
+export interface ServerOptions {
+  readonly dataDir: string;
+  /** 0 picks a free port (see RunningServer.grpcPort). */
+  readonly grpcPort: number;
+  readonly httpPort: number;
+  /** Interface to listen on (default 127.0.0.1). */
+  readonly host?: string;
+  readonly logger?: Logger;
+  readonly limits?: Partial<StoreLimits>;
+  /** How often an idle watch with progress_notify hears the revision (etcd: 10 minutes). */
+  readonly progressNotifyIntervalMs?: number;
+  /** How long close() lets calls in flight finish before cutting them off (default 5 s). */
+  readonly shutdownGraceMs?: number;
+  readonly observe?: CallObserver;
+}
+
+export interface RunningServer {
+  readonly store: EmbeddedStore;
+  readonly grpcPort: number;
+  readonly httpPort: number;
+  /** The URL etcd clients take, e.g. http://127.0.0.1:2379. */
+  readonly grpcUrl: string;
+  readonly httpUrl: string;
+  readonly identity: Identity;
+  close(): Promise<void>;
+}
+
+/** The version reported by Maintenance.Status: etcd's API level, and ours as build metadata. */
+export function serverVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
+  return `3.4.0+cairn.${pkg.version}`;
+}
+
+function hostPort(host: string, port: number): string {
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  const host = options.host ?? "127.0.0.1";
+  const log = options.logger ?? pino({ name: "cairn-server" });
+  const limits: StoreLimits = { ...DEFAULT_LIMITS, ...options.limits };
+  mkdirSync(options.dataDir, { recursive: true });
+  const stored = loadIdentity(options.dataDir);
+  const store = openEmbedded({
+    dataDir: options.dataDir,
+    limits,
+    ...(options.progressNotifyIntervalMs !== undefined
+      ? { progressNotifyIntervalMs: options.progressNotifyIntervalMs }
+      : {}),
+  });
+  const streams = new Set<OpenStream>();
+  // Ports are known only once bound; the identity's URLs are filled in then.
+  const urls = { client: [] as string[] };
+  const identity: Identity = {
+    ...stored,
+    name: "cairn",
+    version: serverVersion(),
+    get clientUrls() {
+      return urls.client;
+    },
+    peerUrls: [],
+  };
+  const ctx: ServiceContext = {
+    backend: embeddedBackend(store),
+    identity,
+    limits,
+    log,
+    header: headerFiller(identity),
+    streams,
+  };
+  let ready = false;
+  let grpc: GrpcServer | undefined;
+  let http: HttpServer | undefined;
+  try {
+    grpc = createGrpcServer(ctx, options.observe ? { observe: options.observe } : {});
+    const g = grpc;
+    const grpcPort = await new Promise<number>((resolve, reject) => {
+      g.bindAsync(hostPort(host, options.grpcPort), ServerCredentials.createInsecure(), (err, port) =>
+        err ? reject(err) : resolve(port),
+      );
+    });
+    http = createHttpServer({ ready: () => ready });
+    const h = http;
+    await new Promise<void>((resolve, reject) => {
+      h.once("error", reject);
+      h.listen(options.httpPort, host, () => {
+        h.off("error", reject);
+        resolve();
+      });
+    });
+    const httpPort = (h.address() as AddressInfo).port;
+    const grpcUrl = `http://${hostPort(host, grpcPort)}`;
+    const httpUrl = `http://${hostPort(host, httpPort)}`;
+    urls.client = [grpcUrl];
+    ready = true;
+    log.info(
+      { grpcUrl, httpUrl, grpcPort, httpPort, dataDir: options.dataDir, revision: store.revision },
+      "cairn server listening",
+    );
+    let closing: Promise<void> | undefined;
+    const close = () => {
+      closing ??= shutdown();
+      return closing;
+    };
+    const shutdown = async () => {
+      ready = false;
+      log.info("cairn server shutting down");
+      await stopGrpc(g, streams, options.shutdownGraceMs ?? 5_000);
+      await store.close();
+      await new Promise<void>((resolve) => {
+        h.close(() => resolve());
+        h.closeAllConnections();
+      });
+      log.info({ revision: store.revision }, "cairn server stopped");
+    };
+    return { store, grpcPort, httpPort, grpcUrl, httpUrl, identity, close };
+  } catch (err) {
+    grpc?.forceShutdown();
+    http?.close();
+    await store.close();
+    throw err;
+  }
+}
+
+/** Stops accepting, ends every open stream, and waits (up to `graceMs`) for calls in flight. */
+async function stopGrpc(server: GrpcServer, streams: Set<OpenStream>, graceMs: number): Promise<void> {
+  const drained = new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+  for (const stream of [...streams]) stream.stop();
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(true), graceMs);
+  });
+  const late = await Promise.race([drained.then(() => false), timedOut]);
+  clearTimeout(timer);
+  if (late) server.forceShutdown();
+}
