@@ -4,6 +4,8 @@
 // lease, so they leave with the instance. Exactly one checker writes per namespace: callers
 // run it while they hold leadership and pass a guard that every write compares.
 import { type Compare, isCairnError, type KeyValue, type Store, type TxnOp, watchView } from "@cairn/core";
+import { exponentialBackoff, pause } from "./backoff.js";
+import { election } from "./election.js";
 import { type ProbeResult, probe as runProbe } from "./health-probes.js";
 import {
   type ActiveCheck,
@@ -232,4 +234,72 @@ class Checker {
 
 function sameCheck(a: ActiveCheck, b: ActiveCheck): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
+}
+
+export interface HealthCheckerOptions extends CheckerOptions {
+  /** The leadership lease TTL in seconds (default 10): how long a dead checker blocks its successor. */
+  readonly ttl?: number;
+  /** Aborting it stops the checker (and resigns its leadership). */
+  readonly signal?: AbortSignal;
+  /** Told when this checker starts or stops leading. */
+  readonly onLeadership?: (leading: boolean) => void;
+}
+
+/** A running checker: leads its namespace's checks while it holds the election, stands again after losing it. */
+export interface HealthChecker {
+  /** Whether this checker leads (and so writes) now. */
+  readonly leading: boolean;
+  /** Stops checking and resigns; resolves when it has stopped. */
+  close(): Promise<void>;
+}
+
+/**
+ * Runs the namespace's active health checks while holding the `health-checker` election,
+ * so exactly one checker writes at a time; every status is guarded by the leadership key.
+ * Several replicas (cairn server, or services that embed a checker) can run it side by side.
+ */
+export function startHealthChecker(store: Store, options: HealthCheckerOptions = {}): HealthChecker {
+  const namespace = segment(options.namespace ?? DEFAULT_NAMESPACE, "namespace");
+  const name = options.name ?? `${process.pid}`;
+  const stop = new AbortController();
+  if (options.signal?.aborted) stop.abort();
+  else options.signal?.addEventListener("abort", () => stop.abort(), { once: true });
+  let leading = false;
+  const setLeading = (value: boolean) => {
+    if (leading === value) return;
+    leading = value;
+    options.onLeadership?.(value);
+  };
+  const loop = (async () => {
+    const backoff = exponentialBackoff(200, 5_000);
+    while (!stop.signal.aborted) {
+      const vote = election(store, "health-checker", { namespace, ...(options.ttl ? { ttl: options.ttl } : {}) });
+      try {
+        const leadership = await vote.campaign(`checker:${name}`, stop.signal);
+        setLeading(true);
+        backoff.reset();
+        await runHealthChecks(store, AbortSignal.any([stop.signal, leadership.signal]), {
+          ...options,
+          namespace,
+          name,
+          guard: leadership.guard(),
+        });
+      } catch (err) {
+        if (!stop.signal.aborted) options.onError?.(err);
+        await pause(backoff.next(), stop.signal);
+      } finally {
+        setLeading(false);
+        await vote.resign().catch(() => {});
+      }
+    }
+  })();
+  return {
+    get leading() {
+      return leading;
+    },
+    async close() {
+      stop.abort();
+      await loop;
+    },
+  };
 }

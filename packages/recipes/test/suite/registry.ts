@@ -15,6 +15,7 @@ import {
   register,
   runHealthChecks,
   services,
+  startHealthChecker,
 } from "../../src/index.js";
 import { freshNamespace, type RecipesTarget, waitFor } from "./target.js";
 
@@ -368,5 +369,51 @@ export function registryTests(target: RecipesTarget): void {
     assert.equal(result, "lost");
     assert.equal(await store.get(`/cairn/${namespace}/health/g/1`), undefined, "nothing was written");
     await reg.close();
+  });
+
+  it("of two checkers in a namespace exactly one leads; when it stops, the other takes over", async () => {
+    const storeA = await client();
+    const storeB = await client();
+    const namespace = freshNamespace("lead");
+    let healthy = true;
+    const server: Server = createServer((_req, res) => {
+      res.statusCode = healthy ? 200 : 500;
+      res.end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const port = (server.address() as AddressInfo).port;
+    const reg = await register(storeA, {
+      namespace,
+      service: "svc",
+      id: "1",
+      address: "127.0.0.1",
+      port,
+      check: { type: "http", intervalMs: 100, timeoutMs: 100, rise: 1, fall: 1 },
+    });
+    const view = await discover(storeA, "svc", { namespace });
+    const a = startHealthChecker(storeA, { namespace, name: "a", ttl: 2 });
+    const b = startHealthChecker(storeB, { namespace, name: "b", ttl: 2 });
+    await waitFor("a leader", () => a.leading || b.leading);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(a.leading && b.leading, false, "never two leaders");
+    const [first, second] = a.leading ? [a, b] : [b, a];
+    const firstName = a.leading ? "a" : "b";
+    await waitFor("a status from the leader", async () => {
+      const kv = await storeA.get(`/cairn/${namespace}/health/svc/1`);
+      return kv && JSON.parse(kv.value.toString()).by === `checker:${firstName}`;
+    });
+    await first.close();
+    await waitFor("the other to take over", () => second.leading);
+    healthy = false;
+    const down = await waitFor("critical, written by the new leader", () =>
+      view.snapshot().all.find((i) => i.health === "critical"),
+    );
+    assert.match(down.healthOutput, /HTTP 500/);
+    const kv = await storeA.get(`/cairn/${namespace}/health/svc/1`);
+    assert.equal(JSON.parse(kv?.value.toString() ?? "{}").by, `checker:${firstName === "a" ? "b" : "a"}`);
+    await second.close();
+    view.close();
+    await reg.close();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
   });
 }
