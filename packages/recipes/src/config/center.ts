@@ -293,19 +293,29 @@ export class ConfigCenter {
     });
   }
 
-  /** History, oldest first (or newest first with `order: "descend"`), at most `limit` entries. */
+  /**
+   * History, oldest first (or newest first with `order: "descend"`), versions `from` to `to`
+   * (inclusive, default all), at most `limit` entries.
+   */
   async history(
     name: string,
-    options: { readonly limit?: number; readonly order?: "ascend" | "descend" } = {},
+    options: {
+      readonly limit?: number;
+      readonly order?: "ascend" | "descend";
+      readonly from?: number;
+      readonly to?: number;
+    } = {},
   ): Promise<HistoryEntry[]> {
     const prefix = historyPrefix(this.namespace, this.group, name);
     if (options.limit !== undefined) checkVersionNumber(options.limit, "limit", 0);
+    const from = options.from === undefined ? 1 : checkVersionNumber(options.from, "from", 1);
+    const to = options.to === undefined ? MAX_VERSION : checkVersionNumber(options.to, "to", 1);
     const order = options.order ?? "ascend";
     if (order !== "ascend" && order !== "descend") {
       throw new InvalidArgumentError("order", `expected "ascend" or "descend", got ${JSON.stringify(order)}`);
     }
-    const result = await this.#store.range(prefix, {
-      prefix: true,
+    const result = await this.#store.range(historyKey(this.namespace, this.group, name, from), {
+      end: to === MAX_VERSION ? `${prefix}~` : historyKey(this.namespace, this.group, name, to + 1),
       sortOrder: order,
       sortTarget: "key",
       ...(options.limit ? { limit: options.limit } : {}),
@@ -503,7 +513,10 @@ export class ConfigCenter {
   /** Names what a reader is served, so a watch reports a change only when that changes. */
   #identity(name: string, kvs: readonly (KeyValue | undefined)[]): string {
     const [currentKv, grayKv] = kvs;
-    if (grayKv && inGray(parseGray(grayKv), this.instance, this.#salt(name))) return `g${grayKv.modRevision}`;
+    // A record that does not parse counts as a change; #view then reports it to onInvalid.
+    if (grayKv && inGray(tryParse(parseGray, grayKv) ?? {}, this.instance, this.#salt(name))) {
+      return `g${grayKv.modRevision}`;
+    }
     return currentKv ? `c${currentKv.modRevision}` : "-";
   }
 
@@ -529,13 +542,17 @@ export class ConfigCenter {
       ],
     });
     const [current, last, schemaKv, grayKv] = result.responses.map((r) => (r.type === "range" ? r.kvs[0] : undefined));
-    const currentVersion = current ? parseEntry(current).version : 0;
+    // A current value or gray record written by hand (not an entry) must not block the write
+    // that replaces it: it counts as version 0, or as no release.
+    const currentVersion = current ? (tryParse(parseEntry, current)?.version ?? 0) : 0;
     const latest = Math.max(last ? parseEntry(last).version : 0, currentVersion);
+    const gray = grayKv ? tryParse(parseGray, grayKv) : undefined;
     return {
       ...(current ? { current } : {}),
       latest,
       ...(schemaKv ? { schemaKv, schema: JSON.parse(schemaKv.value.toString()) as JsonSchema } : {}),
-      ...(grayKv ? { grayKv, gray: parseGray(grayKv) } : {}),
+      ...(grayKv ? { grayKv } : {}),
+      ...(gray ? { gray } : {}),
     };
   }
 
@@ -645,6 +662,14 @@ function parseGray(kv: KeyValue): GrayRelease {
     throw new InvalidArgumentError(`stored gray release ${kv.key.toString()}`, "is not a Cairn gray release");
   }
   return { ...(data as unknown as StoredGray), revision: kv.modRevision };
+}
+
+function tryParse<T>(parse: (kv: KeyValue) => T, kv: KeyValue): T | undefined {
+  try {
+    return parse(kv);
+  } catch {
+    return undefined;
+  }
 }
 
 function parseStored(kv: KeyValue): unknown {

@@ -46,6 +46,25 @@ function watchInto<T>(center: ReturnType<typeof configCenter>, name: string, sch
   return record(center.watch<T>(name, { signal: controller.signal, ...(schema ? { schema } : {}) }), controller);
 }
 
+/** The same store, with `hook` run once just before the first call of `method` (another process acting in between). */
+function interpose(store: Store, method: "txn" | "watch", hook: () => Promise<void>): Store {
+  let pending = true;
+  return new Proxy(store, {
+    get: (target, prop) => {
+      const value: unknown = Reflect.get(target, prop, target);
+      if (typeof value !== "function") return value;
+      if (prop !== method) return value.bind(target);
+      return async (...args: unknown[]) => {
+        if (pending) {
+          pending = false;
+          await hook();
+        }
+        return (value as (...a: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  });
+}
+
 export function configTests(target: RecipesTarget): void {
   const opened: Store[] = [];
   const client = async () => {
@@ -209,6 +228,64 @@ export function configTests(target: RecipesTarget): void {
     assert.deepEqual(watch.values(), [3, 4]);
   });
 
+  it("a schema stored between a writer's check and its write makes the write check again", async () => {
+    const namespace = freshNamespace("cfg");
+    const admin = configCenter(await client(), { namespace });
+    await admin.put("db", { host: "h", port: 1 });
+    const writerStore = interpose(await client(), "txn", async () => {
+      await admin.setSchema("db", dbSchema);
+    });
+    const writer = configCenter(writerStore, { namespace });
+    const watch = watchInto(configCenter(await client(), { namespace }), "db");
+    await waitFor("the initial update", () => watch.seen.length === 1);
+    // The writer reads (no schema), then another process stores one, then the writer's txn runs.
+    await assert.rejects(writer.put("db", { host: "h", port: "not a number" }), (err: unknown) => {
+      assert.ok(err instanceof ConfigSchemaError, String(err));
+      assert.deepEqual(err.paths, ["port"]);
+      return true;
+    });
+    await admin.put("db", { host: "h2", port: 2 });
+    await waitFor("the next valid change", () => watch.seen.length === 2);
+    await watch.stop();
+    assert.deepEqual(watch.values(), [
+      { host: "h", port: 1 },
+      { host: "h2", port: 2 },
+    ]);
+    assert.deepEqual(
+      (await admin.history("db")).map((h) => h.version),
+      [1, 2],
+    );
+  });
+
+  it("a watch whose start is compacted away before it opens lists again and misses no later change", async () => {
+    const namespace = freshNamespace("cfg");
+    const admin = configCenter(await client(), { namespace });
+    await admin.put("mode", "a");
+    const compacting = await client();
+    const readerStore = interpose(await client(), "watch", async () => {
+      await admin.put("mode", "b");
+      await admin.put("mode", "b2");
+      // The compacted revision stays readable: compacting at b2's revision removes b's.
+      await compacting.compact((await compacting.status()).revision);
+    });
+    const relists: unknown[] = [];
+    const controller = new AbortController();
+    const watch = record(
+      configCenter(readerStore, { namespace }).watch("mode", {
+        signal: controller.signal,
+        onRelist: (e) => relists.push(e),
+      }),
+      controller,
+    );
+    await waitFor("the state after the relist", () => watch.seen.length === 2);
+    await admin.put("mode", "c");
+    await waitFor("the change after it", () => watch.seen.length === 3);
+    await watch.stop();
+    assert.equal(relists.length, 1);
+    assert.deepEqual(watch.values(), ["a", "b2", "c"]);
+    assert.equal(watch.seen[1]?.initial, true, "the state read again is flagged");
+  });
+
   it("a change reaches 100 watchers", async () => {
     const namespace = freshNamespace("cfg");
     const stores = [await client(), await client()];
@@ -297,6 +374,10 @@ export function configTests(target: RecipesTarget): void {
       assert.ok(Date.parse(h.time) >= start - 5_000, "each entry says when");
       assert.ok(h.revision > 0);
     }
+    assert.deepEqual(
+      (await center.history("app", { from: 2, to: 2 })).map((h) => h.version),
+      [2],
+    );
     const newestFirst = await center.history("app", { order: "descend", limit: 2 });
     assert.deepEqual(
       newestFirst.map((h) => h.version),
