@@ -14,7 +14,12 @@ export type ErrorCode =
   | "EUNAVAILABLE"
   | "EPERMISSION_DENIED"
   | "ECLOSED"
-  | "ECANCELLED";
+  | "ECANCELLED"
+  | "ENO_ENDPOINT"
+  | "ECIRCUIT_OPEN"
+  | "EBULKHEAD_FULL"
+  | "ERATE_LIMITED"
+  | "ETIMEOUT";
 
 export class CairnError extends Error {
   readonly code: ErrorCode;

@@ -1,0 +1,99 @@
+// npm run bench:runtime — picks per second for each balancer over 10 endpoints, the median of
+// several rounds. Each balancer runs in its own worker thread, so one picker's type feedback
+// cannot slow another's calls (a real process uses one or two picker kinds, not eight).
+// Load-aware pickers get done() with a latency on every pick, as a client would call it.
+// Last line: round robin and P2C peak-EWMA picks/s (targets: 5M/s and 1M/s).
+// The request-overhead figure (client.request against raw undici) joins when the HTTP client lands.
+import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
+import {
+  endpoint,
+  leastRequest,
+  outlierEjection,
+  type PickContext,
+  type PickerBuilder,
+  peakEwma,
+  ringHash,
+  roundRobin,
+  seededRandom,
+  smoothWeightedRoundRobin,
+  weightedRandom,
+  zoneAware,
+} from "@cairn/runtime";
+
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 1);
+const ENDPOINTS = 10;
+
+const balancers: Record<string, { make: () => PickerBuilder; keyed?: boolean; tracked?: boolean }> = {
+  "round robin": { make: () => roundRobin() },
+  "smooth weighted round robin": { make: () => smoothWeightedRoundRobin() },
+  "weighted random (alias)": { make: () => weightedRandom({ random: seededRandom(1) }) },
+  "least request (P2C)": { make: () => leastRequest({ random: seededRandom(1) }), tracked: true },
+  "peak EWMA (P2C)": { make: () => peakEwma({ random: seededRandom(1) }), tracked: true },
+  "ring hash (sticky key)": { make: () => ringHash(), keyed: true },
+  "zone-aware round robin": { make: () => zoneAware(roundRobin(), { zone: "z0" }) },
+  "outlier ejection + P2C EWMA": { make: () => outlierEjection(peakEwma({ random: seededRandom(1) })), tracked: true },
+};
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
+/** Runs in a worker: picks for SECONDS per round, ROUNDS times; posts the median picks/s. */
+function measure(name: string): number {
+  const spec = balancers[name]!;
+  const snapshot = Array.from({ length: ENDPOINTS }, (_, i) =>
+    endpoint({ id: `e${i}`, address: `10.0.0.${i + 1}`, port: 8080, weight: 1 + (i % 4), zone: `z${i % 3}` }),
+  );
+  const picker = spec.make().build(snapshot);
+  const contexts: PickContext[] = Array.from({ length: 1024 }, (_, i) => ({ key: `user-${i}` }));
+  const latencies = snapshot.map((_, i) => 2 + i);
+  const rates: number[] = [];
+  // One untimed round lets the JIT settle.
+  for (let round = -1; round < ROUNDS; round++) {
+    let picks = 0;
+    const start = performance.now();
+    const deadline = start + SECONDS * 1000;
+    let sink = 0;
+    while (performance.now() < deadline) {
+      for (let i = 0; i < 10_000; i++) {
+        const p = picker.pick(spec.keyed ? contexts[i & 1023] : undefined);
+        if (spec.tracked) p.done(latencies[p.endpoint.port & 7]);
+        sink += p.endpoint.port;
+      }
+      picks += 10_000;
+    }
+    if (sink === 0) throw new Error("unreachable");
+    if (round >= 0) rates.push(picks / ((performance.now() - start) / 1000));
+  }
+  return median(rates);
+}
+
+if (!isMainThread) {
+  parentPort!.postMessage(measure(workerData as string));
+} else {
+  process.stderr.write(
+    `runtime bench: ${ROUNDS} rounds of ${SECONDS}s per balancer over ${ENDPOINTS} endpoints, medians\n`,
+  );
+  const results: [string, number][] = [];
+  for (const name of Object.keys(balancers)) {
+    const rate = await new Promise<number>((resolve, reject) => {
+      const worker = new Worker(new URL(import.meta.url), { workerData: name });
+      worker.once("message", resolve);
+      worker.once("error", reject);
+    });
+    results.push([name, rate]);
+  }
+  const header = ["balancer", "picks/s"];
+  const table = results.map(([name, rate]) => [name, Math.round(rate).toLocaleString("en-US")]);
+  const widths = header.map((h, i) => Math.max(h.length, ...table.map((r) => (r[i] ?? "").length)));
+  const line = (cells: string[]) =>
+    `| ${cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(" | ")} |`;
+  console.log(line(header));
+  console.log(line(widths.map((w) => "-".repeat(w))));
+  for (const r of table) console.log(line(r));
+  const rate = (name: string) => Math.round(results.find(([n]) => n === name)?.[1] ?? 0).toLocaleString("en-US");
+  console.log(`runtime bench: rr picks/s ${rate("round robin")}, p2c-ewma picks/s ${rate("peak EWMA (P2C)")}`);
+}

@@ -1,0 +1,133 @@
+// Retry with backoff. By default only work that is safe to repeat is repeated: a call that
+// failed before anything was sent (no endpoint, breaker open, connection refused) is always
+// retried; one that may have reached the server only when the caller says it is idempotent.
+import { isCairnError } from "@cairn/core";
+import { positiveInt } from "../check.js";
+import { type Clock, sleep, systemClock } from "../clock.js";
+import { Emitter, type Event } from "../events.js";
+import type { Random } from "../random.js";
+import { type Backoff, exponentialBackoff } from "./backoff.js";
+import { cancelled, invoke, type Policy } from "./policy.js";
+import type { RetryBudget } from "./retry-budget.js";
+
+export interface RetryOptions {
+  /** Attempts in all, the first included (default 3). */
+  readonly maxAttempts?: number;
+  /** Default: exponential from 100 ms to 10 s with full jitter. */
+  readonly backoff?: Backoff;
+  /**
+   * The work may run twice without harm (GET, PUT, DELETE; a POST with an idempotency key).
+   * Default false: only failures that show nothing was sent are retried.
+   */
+  readonly idempotent?: boolean;
+  /** Which failures are worth retrying at all (default: all but bad input). */
+  readonly retryOn?: (error: unknown) => boolean;
+  /** Shared with other retry policies of the same service: caps retries as a share of requests. */
+  readonly budget?: RetryBudget;
+  readonly clock?: Clock;
+  readonly random?: Random;
+}
+
+export interface RetryEvent {
+  /** The attempt that failed (1 = the first). */
+  readonly attempt: number;
+  readonly delayMs: number;
+  readonly error: unknown;
+}
+
+export type GiveUpReason = "attempts" | "budget" | "not-retryable" | "not-idempotent";
+
+export interface GiveUpEvent {
+  readonly attempts: number;
+  readonly reason: GiveUpReason;
+  readonly error: unknown;
+}
+
+const UNSENT_CODES = new Set<string>([
+  // Ours: refused on this side before any byte left.
+  "ENO_ENDPOINT",
+  "ECIRCUIT_OPEN",
+  "EBULKHEAD_FULL",
+  "ERATE_LIMITED",
+  // Node and undici: the connection never opened.
+  "ECONNREFUSED",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "UND_ERR_CONNECT_TIMEOUT",
+]);
+
+/** Whether `error` (or an error in its cause chain) shows the request never reached a server. */
+export function isUnsentError(error: unknown): boolean {
+  for (let e = error, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && UNSENT_CODES.has(code)) return true;
+  }
+  return false;
+}
+
+const defaultRetryOn = (error: unknown) => !isCairnError(error, "EINVALID") && !isCairnError(error, "ECANCELLED");
+
+export class RetryPolicy implements Policy {
+  readonly #retried = new Emitter<RetryEvent>();
+  readonly #gaveUp = new Emitter<GiveUpEvent>();
+  readonly onRetry: Event<RetryEvent> = this.#retried.event;
+  readonly onGiveUp: Event<GiveUpEvent> = this.#gaveUp.event;
+  readonly maxAttempts: number;
+  readonly idempotent: boolean;
+  readonly #backoff: Backoff;
+  readonly #retryOn: (error: unknown) => boolean;
+  readonly #budget: RetryBudget | undefined;
+  readonly #clock: Clock;
+  readonly #random: Random;
+
+  constructor(options: RetryOptions = {}) {
+    this.maxAttempts = positiveInt(options.maxAttempts, 3, "retry.maxAttempts");
+    this.idempotent = options.idempotent ?? false;
+    this.#backoff = options.backoff ?? exponentialBackoff();
+    this.#retryOn = options.retryOn ?? defaultRetryOn;
+    this.#budget = options.budget;
+    this.#clock = options.clock ?? systemClock;
+    this.#random = options.random ?? Math.random;
+  }
+
+  async execute<T>(fn: (signal: AbortSignal) => Promise<T> | T, signal?: AbortSignal): Promise<T> {
+    const s = signal ?? new AbortController().signal;
+    if (s.aborted) throw cancelled(s);
+    this.#budget?.deposit();
+    const delays = this.#backoff.start(this.#random);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await invoke(fn, s);
+      } catch (error) {
+        if (s.aborted) throw error;
+        const reason = this.#refusal(error, attempt);
+        if (reason !== undefined) {
+          this.#gaveUp.emit({ attempts: attempt, reason, error });
+          throw error;
+        }
+        const delayMs = delays.next();
+        this.#retried.emit({ attempt, delayMs, error });
+        try {
+          await sleep(delayMs, this.#clock, s);
+        } catch {
+          throw error;
+        }
+      }
+    }
+  }
+
+  #refusal(error: unknown, attempt: number): GiveUpReason | undefined {
+    if (!this.#retryOn(error)) return "not-retryable";
+    if (!this.idempotent && !isUnsentError(error)) return "not-idempotent";
+    if (attempt >= this.maxAttempts) return "attempts";
+    // Asked last, so a refusal for another reason does not spend the budget.
+    if (this.#budget !== undefined && !this.#budget.tryWithdraw()) return "budget";
+    return undefined;
+  }
+}
+
+export function retry(options?: RetryOptions): RetryPolicy {
+  return new RetryPolicy(options);
+}
