@@ -250,6 +250,11 @@ export interface Store {
 
   grant(ttl: number, options?: LeaseOptions): Promise<Lease>;
   revoke(id: LeaseId): Promise<void>;
+  /**
+   * One keepalive for a lease known only by its id (another process's, as a server answering
+   * remote clients' heartbeats): resolves with the TTL granted. Fails with ELEASE_NOT_FOUND.
+   */
+  keepAliveOnce(id: LeaseId): Promise<number>;
   timeToLive(id: LeaseId, options?: { readonly keys?: boolean }): Promise<LeaseTimeToLive>;
   leases(): Promise<LeaseId[]>;
 

@@ -608,6 +608,10 @@ export class EmbeddedStore implements Store {
     return this.#keepAlive(checkLeaseId(id, "id"));
   }
 
+  async keepAliveOnce(id: LeaseId): Promise<number> {
+    return this.#keepAlive(checkLeaseId(id, "id"));
+  }
+
   async revoke(id: LeaseId): Promise<void> {
     this.#checkOpen();
     const leaseId = checkLeaseId(id, "id");

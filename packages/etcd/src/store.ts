@@ -21,6 +21,7 @@ import {
   type LeaseId,
   LeaseKeeper,
   type LeaseLostReason,
+  LeaseNotFoundError,
   type LeaseOptions,
   type LeaseTimeToLive,
   NO_LEASE,
@@ -439,6 +440,14 @@ export class EtcdStore implements Store {
     const keepers = this.#keepers.get(id);
     if (!keepers) return;
     for (const k of [...keepers]) k.lost(reason);
+  }
+
+  async keepAliveOnce(id: LeaseId): Promise<number> {
+    const leaseId = checkLeaseId(id, "id");
+    // A budget as for a 10 s lease's refresh: long enough to ask a second member.
+    const ttl = await this.#refresh(leaseId, 10);
+    if (ttl <= 0) throw new LeaseNotFoundError(leaseId);
+    return ttl;
   }
 
   async revoke(id: LeaseId): Promise<void> {

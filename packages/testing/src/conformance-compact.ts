@@ -136,6 +136,7 @@ export function compactionTests(suite: Suite): void {
       status: () => base.status(),
       grant: (ttl, options) => base.grant(ttl, options),
       revoke: (id) => base.revoke(id),
+      keepAliveOnce: (id) => base.keepAliveOnce(id),
       timeToLive: (id, options) => base.timeToLive(id, options),
       leases: () => base.leases(),
       close: () => base.close(),

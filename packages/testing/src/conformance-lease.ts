@@ -103,6 +103,24 @@ export function leaseTests(suite: Suite): void {
     }
   });
 
+  suite.test("keepAliveOnce by id refreshes a lease held elsewhere; an unknown id is ELEASE_NOT_FOUND", async (c) => {
+    const lease = await c.store.grant(10, { keepAlive: false });
+    try {
+      await sleep(2_200);
+      assert.equal(await c.store.keepAliveOnce(lease.id), 10);
+      const refreshed = (await c.store.timeToLive(lease.id)).ttl;
+      assert.ok(refreshed >= 9, `after a keepalive by id the time left should be back to 9-10 s, got ${refreshed}`);
+      await rejectsWith(
+        () => c.store.keepAliveOnce(unknownLeaseId()),
+        "ELEASE_NOT_FOUND",
+        "a keepalive for an unknown lease",
+      );
+      await rejectsInvalid(() => c.store.keepAliveOnce("not-a-number"), "id", "a lease id that is not a number");
+    } finally {
+      await lease.revoke();
+    }
+  });
+
   suite.test("revoking a lease deletes its keys in one revision and a watcher sees each delete", async (c) => {
     const lease = await c.store.grant(30);
     const reader = await leasedKeys(c, lease, ["a", "b", "c"]);
