@@ -7,6 +7,7 @@ import { election, type Leader, type Leadership, openSession, type Session } fro
 import { freshNamespace, type RecipesTarget, waitFor } from "./target.js";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const store0 = (stores: Store[]) => stores[0] as Store;
 
 export function electionTests(target: RecipesTarget): void {
   const opened: Store[] = [];
@@ -192,5 +193,62 @@ export function electionTests(target: RecipesTarget): void {
     );
     assert.equal(most, 1);
     for (let i = 1; i < tokens.length; i++) assert.ok((tokens[i] as number) > (tokens[i - 1] as number));
+  });
+
+  it("while the leader is killed 50 times at random, leaders' guarded writes never go backwards", async () => {
+    const namespace = freshNamespace("el");
+    const termKey = `/cairn/${namespace}/test/term`;
+    const stores = await Promise.all([client(), client(), client(), client()]);
+    const admin = await client();
+    const start = (await admin.status()).revision;
+    const stop = new AbortController();
+    const runners = stores.map(async (store, i) => {
+      while (!stop.signal.aborted) {
+        const s = await openSession(store, { namespace, ttl: 10 });
+        try {
+          const l = await election(s, "chaos").campaign(`c${i}`, stop.signal);
+          // Keep writing as leader until told otherwise; the guard must stop every late write.
+          while (!l.signal.aborted && !stop.signal.aborted) {
+            await l.txn({ success: [{ type: "put", key: termKey, value: String(l.fencingToken) }] });
+            await sleep(2);
+          }
+          await l.resign();
+        } catch (err) {
+          if (!stop.signal.aborted && !isCairnError(err, "ELEASE_LOST")) throw err;
+        } finally {
+          await s.close().catch(() => {});
+        }
+      }
+    });
+    const killed = new Set<string>();
+    for (let kill = 0; kill < 50; kill++) {
+      const leader = await waitFor("a new leader's first write", async () => {
+        const l = await election(store0(stores), "chaos", { namespace }).leader();
+        if (!l || killed.has(l.lease)) return undefined;
+        return (await admin.get(termKey))?.value.toString() === String(l.fencingToken) ? l : undefined;
+      });
+      await sleep(Math.random() * 20);
+      killed.add(leader.lease);
+      await admin.revoke(leader.lease).catch((err) => {
+        if (!isCairnError(err, "ELEASE_NOT_FOUND")) throw err;
+      });
+    }
+    stop.abort();
+    await Promise.all(runners);
+    const history = await admin.watch(termKey, { startRevision: start + 1 });
+    const values: number[] = [];
+    const end = (await admin.status()).revision;
+    for await (const response of history) {
+      for (const e of response.events) if (e.type === "put") values.push(Number(e.kv.value.toString()));
+      if (response.revision >= end) break;
+    }
+    history.cancel();
+    assert.ok(new Set(values).size >= 50, `at least 50 leaders wrote (${new Set(values).size})`);
+    for (let i = 1; i < values.length; i++) {
+      assert.ok(
+        (values[i] as number) >= (values[i - 1] as number),
+        `write ${i} went backwards: ${values[i - 1]} then ${values[i]}`,
+      );
+    }
   });
 }
