@@ -4,7 +4,7 @@
 import { type FSWatcher, watch as watchFs } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { basename, dirname, resolve } from "node:path";
-import { InvalidArgumentError } from "@cairn/core";
+import { InvalidArgumentError, isCairnError } from "@cairn/core";
 import type { z } from "zod";
 import { exponentialBackoff, pause } from "../backoff.js";
 import type { ConfigCenter, ConfigUpdate } from "./center.js";
@@ -210,8 +210,9 @@ export class LayeredConfig<T> {
         }
         return;
       } catch (err) {
-        // The store went away (or closed): keep the last value, try again.
+        // The store is unreachable: keep the last value and try again; a closed one is final.
         this.#fail(err);
+        if (isCairnError(err, "ECLOSED")) return;
         await pause(backoff.next(), this.#stop.signal);
         updates = store.center.watch(store.name, { signal: this.#stop.signal });
       }

@@ -39,10 +39,11 @@ const MAX_CACHED = 256;
 /** Turns a caller's schema into the JSON Schema to store; a bad one is an EINVALID naming `field`. */
 export function toJsonSchema(schema: SchemaInput, field = "schema"): JsonSchema {
   let json: JsonSchema;
-  if (schema instanceof z.ZodType) {
+  // Duck-typed rather than instanceof: a schema built by another copy of zod 4 is still one.
+  if (typeof schema === "object" && schema !== null && "_zod" in schema) {
     try {
       // "input": the stored document is what a write must look like, before zod's defaults.
-      json = z.toJSONSchema(schema, { io: "input" }) as JsonSchema;
+      json = z.toJSONSchema(schema as z.ZodType, { io: "input" }) as JsonSchema;
     } catch (err) {
       throw new InvalidArgumentError(field, `the zod schema has no JSON Schema form: ${(err as Error).message}`);
     }

@@ -608,6 +608,16 @@ export function configTests(target: RecipesTarget): void {
       "an aborted release leaves no version behind",
     );
     assert.equal(await admin.abortGray("limits"), false);
+
+    await admin.publishGray("limits", { rps: 150 }, { percentage: 50 });
+    const promoted = await admin.promote("limits");
+    assert.equal(promoted.version, 2);
+    assert.equal(promoted.release?.percentage, 50);
+    const afterPromote = await Promise.all(ids.map((id) => served(otherStore, id)));
+    assert.ok(
+      afterPromote.every((r) => r === 150),
+      "a promoted candidate reaches every instance",
+    );
   });
 
   it("layers merge defaults < file < environment < store into one typed object and report changed paths", async () => {
