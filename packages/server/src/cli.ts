@@ -11,7 +11,10 @@ const USAGE = `usage: cairn server [--data-dir DIR] [--grpc-port N] [--http-port
   --grpc-port N      etcd v3 gRPC port (default 2379; 0 picks a free one)
   --http-port M      HTTP port for /healthz and /readyz (default 8700; 0 picks a free one)
   --host H           interface to listen on (default 127.0.0.1)
-  --log-level LEVEL  pino level: fatal, error, warn, info, debug, trace (default info)`;
+  --log-level LEVEL  pino level: fatal, error, warn, info, debug, trace (default info)
+  --watch-progress-notify-interval-ms N
+                     how often an idle watch that asked for progress notifications
+                     hears the revision (default 600000, etcd's 10 minutes)`;
 
 class UsageError extends Error {}
 
@@ -33,6 +36,7 @@ async function serve(args: string[]): Promise<void> {
       "http-port": { type: "string", default: "8700" },
       host: { type: "string", default: "127.0.0.1" },
       "log-level": { type: "string", default: "info" },
+      "watch-progress-notify-interval-ms": { type: "string", default: "600000" },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
@@ -46,6 +50,10 @@ async function serve(args: string[]): Promise<void> {
   if (!LEVELS.includes(level))
     throw new UsageError(`--log-level: expected one of ${LEVELS.join(", ")}, got "${level}"`);
   if (!values["data-dir"]) throw new UsageError("--data-dir: expected a directory");
+  const progress = values["watch-progress-notify-interval-ms"];
+  if (!/^[1-9][0-9]*$/.test(progress)) {
+    throw new UsageError(`--watch-progress-notify-interval-ms: expected a positive integer, got "${progress}"`);
+  }
   const logger = pino({ name: "cairn-server", level });
   const server = await startServer({
     dataDir: values["data-dir"],
@@ -53,6 +61,7 @@ async function serve(args: string[]): Promise<void> {
     httpPort: port(values["http-port"], "--http-port"),
     host: values.host,
     logger,
+    progressNotifyIntervalMs: Number(progress),
   });
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {
