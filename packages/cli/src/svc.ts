@@ -1,6 +1,6 @@
 // cairn svc list|show|register|deregister: the registry, with health.
 import { parseArgs } from "node:util";
-import { instances, register, services } from "@cairn/recipes";
+import { instances, register, deregister as removeInstance, services } from "@cairn/recipes";
 import { type Context, intFlag, UsageError, untilInterrupted } from "./context.js";
 
 export async function svc(ctx: Context, args: string[]): Promise<number> {
@@ -125,15 +125,10 @@ async function deregister(ctx: Context, args: string[]): Promise<number> {
   if (service === undefined || id === undefined || positionals.length > 2) {
     throw new UsageError("svc deregister: expected SERVICE ID");
   }
-  const list = await instances(ctx.store, service, { namespace: ctx.namespace });
-  const found = list.find((i) => i.id === id);
-  if (!found) {
+  if (!(await removeInstance(ctx.store, service, id, { namespace: ctx.namespace }))) {
     ctx.io.err(`no instance ${id} of ${service} in namespace ${ctx.namespace}`);
     return 1;
   }
-  // Revoking the instance's lease removes its record and status together, as its own close() would.
-  if (found.lease !== "0") await ctx.store.revoke(found.lease);
-  else await ctx.store.delete(`/cairn/${ctx.namespace}/services/${service}/${id}`);
   ctx.print({ deregistered: `${service}/${id}` }, `deregistered ${service}/${id}`);
   return 0;
 }

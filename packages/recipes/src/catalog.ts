@@ -1,9 +1,9 @@
 // One-shot reads of the registry for the CLI, the console and the REST API: which services
 // exist, and each one's instances joined with their health, read at one store revision.
-import type { KeyValue, Store } from "@cairn/core";
+import { isCairnError, type KeyValue, NO_LEASE, type Store } from "@cairn/core";
 import { joinInstance } from "./discovery.js";
 import { type DiscoveredInstance, type InstanceStatus, isHealthy } from "./instance.js";
-import { DEFAULT_NAMESPACE, healthPrefix, segment, servicesPrefix } from "./keys.js";
+import { DEFAULT_NAMESPACE, healthPrefix, instanceKey, segment, servicesPrefix } from "./keys.js";
 
 export interface ServiceSummary {
   readonly service: string;
@@ -51,6 +51,35 @@ export async function instances(
     namespace,
   );
   return list;
+}
+
+/**
+ * Removes an instance registered by another process: revokes its lease (its record, status
+ * and naming mirror go together, as its own close() would), or deletes a lease-less record.
+ * Resolves false when there was no such instance.
+ */
+export async function deregister(
+  store: Store,
+  service: string,
+  id: string,
+  options: CatalogOptions = {},
+): Promise<boolean> {
+  const namespace = segment(options.namespace ?? DEFAULT_NAMESPACE, "namespace");
+  const key = instanceKey(namespace, segment(service, "service"), segment(id, "id"));
+  const record = await store.get(key);
+  if (!record) return false;
+  if (record.lease !== NO_LEASE) {
+    try {
+      await store.revoke(record.lease);
+      return true;
+    } catch (err) {
+      // Expired meanwhile: the record went with it.
+      if (isCairnError(err, "ELEASE_NOT_FOUND")) return true;
+      throw err;
+    }
+  }
+  const deleted = await store.delete(key);
+  return deleted.deleted > 0;
 }
 
 /** Reads records and statuses at one revision, so a status never pairs with a newer or older record. */

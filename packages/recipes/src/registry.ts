@@ -97,39 +97,8 @@ const DEFAULT_DRAIN_MS = 5_000;
 
 /** Registers an instance and resolves once its record is in the store. */
 export async function register(store: Store, options: RegisterOptions): Promise<Registration> {
-  if (options === null || typeof options !== "object") {
-    throw new InvalidArgumentError("options", "expected an object with service, address and port");
-  }
-  const namespace = segment(options.namespace ?? DEFAULT_NAMESPACE, "namespace");
-  const service = segment(options.service, "service");
-  const id = segment(options.id ?? defaultId(), "id");
-  const ttl = checkTtlSeconds(options.ttl ?? DEFAULT_TTL);
-  const {
-    service: _s,
-    id: _i,
-    namespace: _n,
-    ttl: _t,
-    naming,
-    signal,
-    onReregistered,
-    onError,
-    ...described
-  } = options;
-  const parsed = parseInput(instanceInputSchema, described, "");
-  const { check, ...rest } = parsed;
-  const instance: ServiceInstance = {
-    service,
-    id,
-    ...rest,
-    ...(check ? { check } : {}),
-    registeredAt: new Date().toISOString(),
-  };
-  let mirror: Mirror | undefined;
-  if (naming !== undefined) {
-    const target = checkTarget(naming?.target, "naming.target");
-    const addr = hostPort(instance.address, instance.port);
-    mirror = { key: endpointKey(target, addr), value: encodeEndpoint({ addr, metadata: naming.metadata ?? null }) };
-  }
+  const { namespace, ttl, instance, mirror } = describeRegistration(options);
+  const { signal, onReregistered, onError } = options;
   signal?.throwIfAborted();
   const registration = new ServiceRegistration(store, {
     namespace,
@@ -148,6 +117,81 @@ export async function register(store: Store, options: RegisterOptions): Promise<
     });
   }
   return registration;
+}
+
+/**
+ * Writes an instance record on a lease the caller keeps alive itself: for a server
+ * registering a remote (non-Node) service that heartbeats by lease id. No repair, no
+ * keepalive: when the lease goes, the record goes.
+ */
+export async function registerOnLease(
+  store: Store,
+  options: Omit<RegisterOptions, "ttl" | "signal" | "onReregistered" | "onError">,
+  lease: LeaseId,
+): Promise<{ readonly key: string; readonly instance: ServiceInstance }> {
+  const { namespace, instance, mirror } = describeRegistration({ ...options, ttl: DEFAULT_TTL });
+  const key = instanceKey(namespace, instance.service, instance.id);
+  await store.txn({ success: recordOps(key, instance, mirror, lease) });
+  return { key, instance };
+}
+
+interface Described {
+  readonly namespace: string;
+  readonly ttl: number;
+  readonly instance: ServiceInstance;
+  readonly mirror: Mirror | undefined;
+}
+
+/** Checks register()'s options and builds the record it writes. */
+function describeRegistration(options: RegisterOptions): Described {
+  if (options === null || typeof options !== "object") {
+    throw new InvalidArgumentError("options", "expected an object with service, address and port");
+  }
+  const namespace = segment(options.namespace ?? DEFAULT_NAMESPACE, "namespace");
+  const service = segment(options.service, "service");
+  const id = segment(options.id ?? defaultId(), "id");
+  const ttl = checkTtlSeconds(options.ttl ?? DEFAULT_TTL);
+  const {
+    service: _s,
+    id: _i,
+    namespace: _n,
+    ttl: _t,
+    naming,
+    signal: _signal,
+    onReregistered: _r,
+    onError: _e,
+    ...described
+  } = options;
+  const parsed = parseInput(instanceInputSchema, described, "");
+  const { check, ...rest } = parsed;
+  const instance: ServiceInstance = {
+    service,
+    id,
+    ...rest,
+    ...(check ? { check } : {}),
+    registeredAt: new Date().toISOString(),
+  };
+  let mirror: Mirror | undefined;
+  if (naming !== undefined) {
+    const target = checkTarget(naming?.target, "naming.target");
+    const addr = hostPort(instance.address, instance.port);
+    mirror = { key: endpointKey(target, addr), value: encodeEndpoint({ addr, metadata: naming.metadata ?? null }) };
+  }
+  return { namespace, ttl, instance, mirror };
+}
+
+/** The writes of one registration: the record, and its naming mirror (removed while draining). */
+function recordOps(key: string, instance: ServiceInstance, mirror: Mirror | undefined, lease: LeaseId): TxnOp[] {
+  const ops: TxnOp[] = [{ type: "put", key, value: JSON.stringify(instance), lease }];
+  if (mirror) {
+    // A draining instance leaves the resolver's list at once: grpc-go knows no draining.
+    ops.push(
+      instance.status === "draining"
+        ? { type: "delete", key: mirror.key }
+        : { type: "put", key: mirror.key, value: mirror.value, lease },
+    );
+  }
+  return ops;
 }
 
 function defaultId(): string {
@@ -237,17 +281,7 @@ class ServiceRegistration implements Registration {
   }
 
   #write(lease: LeaseId): Promise<unknown> {
-    const ops: TxnOp[] = [{ type: "put", key: this.key, value: JSON.stringify(this.#instance), lease }];
-    const mirror = this.#settings.mirror;
-    if (mirror) {
-      // A draining instance leaves the resolver's list at once: grpc-go knows no draining.
-      ops.push(
-        this.#instance.status === "draining"
-          ? { type: "delete", key: mirror.key }
-          : { type: "put", key: mirror.key, value: mirror.value, lease },
-      );
-    }
-    return this.#store.txn({ success: ops });
+    return this.#store.txn({ success: recordOps(this.key, this.#instance, this.#settings.mirror, lease) });
   }
 
   /** Replaces a lost lease and writes the record again, retrying with backoff until it works or the handle closes. */
