@@ -152,8 +152,9 @@ class QueueElection implements Election {
       await ending;
       session = await this.#source.open();
       session.signal.throwIfAborted();
-      key = `${this.#prefix}${session.lease}`;
-      claim(session, key, "election");
+      const mine = `${this.#prefix}${session.lease}`;
+      claim(session, mine, "election");
+      key = mine;
       const stop = AbortSignal.any(signal ? [cancel, session.signal, signal] : [cancel, session.signal]);
       stop.throwIfAborted();
       const queued = await enqueue(session, this.#prefix, key, value);

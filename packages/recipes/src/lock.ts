@@ -154,8 +154,9 @@ class QueueMutex implements Mutex {
       await ending;
       session = await this.#source.open();
       session.signal.throwIfAborted();
-      key = `${this.#prefix}${session.lease}`;
-      claim(session, key, "lock");
+      const mine = `${this.#prefix}${session.lease}`;
+      claim(session, mine, "lock");
+      key = mine;
       const stop = AbortSignal.any(signal ? [cancel, session.signal, signal] : [cancel, session.signal]);
       stop.throwIfAborted();
       const queued = await enqueue(session, this.#prefix, key, "");
