@@ -68,6 +68,8 @@ export interface EmbeddedOptions {
   readonly limits?: Partial<StoreLimits>;
   /** How often watches that asked for progress notifications get one (etcd: 10 minutes). */
   readonly progressNotifyIntervalMs?: number;
+  /** Told after each durable commit: how long it took and how many changes it carried (for metrics). */
+  readonly onCommit?: (durationMs: number, changes: number) => void;
 }
 
 export const DB_FILE = "cairn.db";
@@ -110,9 +112,11 @@ export class EmbeddedStore implements Store {
   #closed = false;
   #failure: unknown;
   #commits = 0;
+  readonly #onCommit: ((durationMs: number, changes: number) => void) | undefined;
 
   constructor(persistence: Persistence, options: EmbeddedOptions = {}) {
     this.#persistence = persistence;
+    this.#onCommit = options.onCommit;
     this.#memoryOnly = persistence instanceof NoPersistence;
     this.#limits = { ...DEFAULT_LIMITS, ...options.limits };
     this.#load();
@@ -470,6 +474,7 @@ export class EmbeddedStore implements Store {
     this.#waiters = [];
     const from = this.#durable + 1;
     const to = this.#revision;
+    const started = performance.now();
     try {
       this.#persistence.commit(batch);
     } catch (err) {
@@ -480,6 +485,7 @@ export class EmbeddedStore implements Store {
       return;
     }
     this.#commits++;
+    this.#onCommit?.(performance.now() - started, batch.changes.length);
     this.#durable = to;
     if (to >= from) this.#hub.dispatch(this.#index.changes(from, to), to, (e) => this.#prevOf(e));
     for (const w of waiters) w.resolve();
