@@ -27,3 +27,12 @@ export function seededRandom(seed: number): Random {
     return (t >>> 0) / 4294967296;
   };
 }
+
+/**
+ * The default for pickers: a seeded generator with a random seed. Math.random returns a boxed
+ * number on every call in V8, so a picker using it would allocate on each pick; this one is
+ * plain arithmetic the JIT inlines.
+ */
+export function defaultRandom(): Random {
+  return seededRandom(Math.floor(Math.random() * 4294967296));
+}

@@ -471,6 +471,42 @@ describe("bulkhead", () => {
   });
 });
 
+describe("many calls without a signal", () => {
+  it("share one never-aborted signal without a listener-leak warning", async () => {
+    const warnings: Error[] = [];
+    const onWarning = (w: Error) => warnings.push(w);
+    process.on("warning", onWarning);
+    try {
+      const clock = new FakeClock();
+      const policy = bulkhead({ maxConcurrent: 1, maxQueue: 100 });
+      let release!: () => void;
+      const first = policy.execute(() => new Promise<void>((r) => (release = r)));
+      const queued = Array.from({ length: 50 }, () => policy.execute(async () => {}));
+      const retrying = retry({
+        idempotent: true,
+        maxAttempts: 2,
+        clock,
+        backoff: exponentialBackoff({ initialMs: 50 }),
+      });
+      const sleeping = Array.from({ length: 50 }, () =>
+        retrying.execute(() => Promise.reject(new Error("x"))).catch(() => {}),
+      );
+      await new Promise((r) => setImmediate(r));
+      release();
+      await Promise.all([first, ...queued]);
+      await clock.advance(100);
+      await Promise.all(sleeping);
+      await new Promise((r) => setImmediate(r));
+      assert.deepEqual(
+        warnings.map((w) => w.name),
+        [],
+      );
+    } finally {
+      process.off("warning", onWarning);
+    }
+  });
+});
+
 describe("rate limiter", () => {
   it("lets a burst through, refuses the next with the wait until a token, and refills over time", async () => {
     const clock = new FakeClock();

@@ -2,7 +2,7 @@
 // the one with fewer requests in flight. Nearly as good as scanning for the minimum, without
 // the herd a full scan causes when many clients see the same least-loaded endpoint.
 import type { Endpoint } from "../endpoint.js";
-import type { Random } from "../random.js";
+import { defaultRandom, type Random } from "../random.js";
 import type { Pick, Picker, PickerBuilder } from "./picker.js";
 import { usableOrError } from "./picker.js";
 
@@ -66,7 +66,7 @@ export function trackById<S extends { endpoint: Endpoint }>(
 }
 
 export function leastRequest(options: LeastRequestOptions = {}): PickerBuilder {
-  const random = options.random ?? Math.random;
+  const random = options.random ?? defaultRandom();
   const states = new Map<string, InflightPick>();
   return {
     name: "least_request",

@@ -4,7 +4,7 @@
 // avoided quickly and tried again later. Load = cost × (in flight + 1).
 import { type Clock, systemClock } from "../clock.js";
 import type { Endpoint } from "../endpoint.js";
-import type { Random } from "../random.js";
+import { defaultRandom, type Random } from "../random.js";
 import { trackById } from "./least-request.js";
 import type { Outcome, Pick, Picker, PickerBuilder } from "./picker.js";
 import { usableOrError } from "./picker.js";
@@ -87,7 +87,7 @@ class PeakEwmaPicker implements Picker {
 
 export function peakEwma(options: PeakEwmaOptions = {}): PickerBuilder {
   const clock = options.clock ?? systemClock;
-  const random = options.random ?? Math.random;
+  const random = options.random ?? defaultRandom();
   const decayMs = options.decayMs ?? 10_000;
   const states = new Map<string, EwmaPick>();
   return {

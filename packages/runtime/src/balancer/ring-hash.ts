@@ -6,7 +6,7 @@
 import { positiveInt } from "../check.js";
 import type { Endpoint } from "../endpoint.js";
 import { hashString } from "../hash.js";
-import type { Random } from "../random.js";
+import { defaultRandom, type Random } from "../random.js";
 import { type Pick, type PickContext, type Picker, type PickerBuilder, StaticPick, usableOrError } from "./picker.js";
 
 export interface RingHashOptions {
@@ -19,7 +19,7 @@ export interface RingHashOptions {
   readonly virtualNodes?: number;
   /** Points on the ring at most (default 1,048,576); past it every endpoint's share is scaled down. */
   readonly maxRingSize?: number;
-  /** For picks without a key (default Math.random): such requests land anywhere. */
+  /** For picks without a key (default: a seeded generator): such requests land anywhere. */
   readonly random?: Random;
 }
 
@@ -76,7 +76,7 @@ class RingHashPicker implements Picker {
 export function ringHash(options: RingHashOptions = {}): PickerBuilder {
   const virtualNodes = positiveInt(options.virtualNodes, 256, "ringHash.virtualNodes");
   const maxRingSize = positiveInt(options.maxRingSize, 1_048_576, "ringHash.maxRingSize");
-  const random = options.random ?? Math.random;
+  const random = options.random ?? defaultRandom();
   return {
     name: "ring_hash",
     build(snapshot) {

@@ -1,7 +1,7 @@
 // Weighted random choice in O(1) per pick with Vose's alias method: the table is built once
 // per snapshot, and a pick is one random number split into a column and a coin.
 import type { Endpoint } from "../endpoint.js";
-import type { Random } from "../random.js";
+import { defaultRandom, type Random } from "../random.js";
 import { type Pick, type Picker, type PickerBuilder, StaticPick, usableOrError } from "./picker.js";
 
 export interface WeightedRandomOptions {
@@ -45,7 +45,7 @@ class AliasPicker implements Picker {
 }
 
 export function weightedRandom(options: WeightedRandomOptions = {}): PickerBuilder {
-  const random = options.random ?? Math.random;
+  const random = options.random ?? defaultRandom();
   return {
     name: "weighted_random",
     build(snapshot) {

@@ -4,7 +4,7 @@
 import { nonNegativeInt, positiveInt } from "../check.js";
 import { BulkheadRejectedError } from "../errors.js";
 import { Emitter, type Event } from "../events.js";
-import { cancelled, invoke, type Policy } from "./policy.js";
+import { cancelled, invoke, NEVER_ABORTED, type Policy } from "./policy.js";
 
 export interface BulkheadOptions {
   readonly maxConcurrent: number;
@@ -39,7 +39,7 @@ export class BulkheadPolicy implements Policy {
 
   async execute<T>(fn: (signal: AbortSignal) => Promise<T> | T, signal?: AbortSignal): Promise<T> {
     if (signal?.aborted) throw cancelled(signal);
-    const s = signal ?? new AbortController().signal;
+    const s = signal ?? NEVER_ABORTED;
     if (this.#running >= this.maxConcurrent) {
       if (this.#queue.length >= this.maxQueue) {
         const err = new BulkheadRejectedError(this.maxConcurrent, this.maxQueue);

@@ -7,7 +7,7 @@ import { fraction, positive, positiveInt } from "../check.js";
 import { type Clock, systemClock } from "../clock.js";
 import { CircuitOpenError } from "../errors.js";
 import { Emitter, type Event } from "../events.js";
-import { cancelled, invoke, type Policy } from "./policy.js";
+import { cancelled, invoke, NEVER_ABORTED, type Policy } from "./policy.js";
 
 export type BreakerState = "closed" | "open" | "half-open";
 
@@ -160,7 +160,7 @@ export class CircuitBreakerPolicy implements Policy {
       this.#probesOut++;
       probe = true;
     }
-    const s = signal ?? new AbortController().signal;
+    const s = signal ?? NEVER_ABORTED;
     try {
       const result = await invoke(fn, s);
       this.#settle(generation, probe, undefined, false);

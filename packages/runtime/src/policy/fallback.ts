@@ -1,7 +1,7 @@
 // Fallback: when the work fails, answer with something else (a cached value, a default).
 import { InvalidArgumentError } from "@cairn/core";
 import { Emitter, type Event } from "../events.js";
-import { invoke, type Policy } from "./policy.js";
+import { invoke, NEVER_ABORTED, type Policy } from "./policy.js";
 
 export interface FallbackOptions {
   /** Which failures fall back (default: all but the caller's own cancellation). */
@@ -27,7 +27,7 @@ export class FallbackPolicy<R> implements Policy<R> {
   }
 
   async execute<T>(fn: (signal: AbortSignal) => Promise<T> | T, signal?: AbortSignal): Promise<T | R> {
-    const s = signal ?? new AbortController().signal;
+    const s = signal ?? NEVER_ABORTED;
     try {
       return await invoke(fn, s);
     } catch (error) {

@@ -1,5 +1,6 @@
 // The one shape every resilience policy has (cockatiel's): execute(fn, signal), where fn gets
 // the signal it must honour; and wrap(), which nests policies outermost first.
+import { setMaxListeners } from "node:events";
 import { CancelledError } from "@cairn/core";
 
 /** A policy; `R` is what it may return instead of fn's result (only a fallback has one). */
@@ -11,6 +12,8 @@ type AltOf<P> = P extends Policy<infer R> ? R : never;
 
 /** The signal used when the caller gives none: it never aborts. */
 export const NEVER_ABORTED: AbortSignal = new AbortController().signal;
+// Every waiting retry and queued bulkhead call listens on it; that is not a leak.
+setMaxListeners(0, NEVER_ABORTED);
 
 /**
  * Nests policies, the first outermost: `wrap(fallback, retry, breaker, timeout)` retries calls

@@ -4,7 +4,7 @@ import { positive } from "../check.js";
 import { type Clock, systemClock } from "../clock.js";
 import { RateLimitedError } from "../errors.js";
 import { Emitter, type Event } from "../events.js";
-import { cancelled, invoke, type Policy } from "./policy.js";
+import { cancelled, invoke, NEVER_ABORTED, type Policy } from "./policy.js";
 
 export interface RateLimiterOptions {
   readonly ratePerSecond: number;
@@ -51,7 +51,7 @@ export class RateLimiterPolicy implements Policy {
       this.#rejected.emit(err);
       throw err;
     }
-    return invoke(fn, signal ?? new AbortController().signal);
+    return invoke(fn, signal ?? NEVER_ABORTED);
   }
 
   #refill(): void {

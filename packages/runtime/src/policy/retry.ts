@@ -7,7 +7,7 @@ import { type Clock, sleep, systemClock } from "../clock.js";
 import { Emitter, type Event } from "../events.js";
 import type { Random } from "../random.js";
 import { type Backoff, exponentialBackoff } from "./backoff.js";
-import { cancelled, invoke, type Policy } from "./policy.js";
+import { cancelled, invoke, NEVER_ABORTED, type Policy } from "./policy.js";
 import type { RetryBudget } from "./retry-budget.js";
 
 export interface RetryOptions {
@@ -93,7 +93,7 @@ export class RetryPolicy implements Policy {
   }
 
   async execute<T>(fn: (signal: AbortSignal) => Promise<T> | T, signal?: AbortSignal): Promise<T> {
-    const s = signal ?? new AbortController().signal;
+    const s = signal ?? NEVER_ABORTED;
     if (s.aborted) throw cancelled(s);
     this.#budget?.deposit();
     const delays = this.#backoff.start(this.#random);
