@@ -1,0 +1,179 @@
+// npm run bench:server — the same etcd3-client workload against `cairn server` (a child
+// process over the embedded engine on disk) and a real single-member etcd, in one run:
+// puts/s at concurrency 1 and 64, point ranges/s, watch latency. Figures are medians of
+// BENCH_ROUNDS rounds of BENCH_SECONDS each. Last line: the puts/s ratio at concurrency 64.
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { startEtcdCluster } from "@cairn/testing";
+import { Etcd3 } from "etcd3";
+
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
+const CLI = fileURLToPath(new URL("../packages/server/dist/src/cli.js", import.meta.url));
+
+interface Figures {
+  puts1: number;
+  puts64: number;
+  ranges64: number;
+  watchP50: number;
+  watchP99: number;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
+}
+
+async function throughput(concurrency: number, op: (worker: number, i: number) => Promise<unknown>): Promise<number> {
+  const deadline = performance.now() + SECONDS * 1000;
+  let done = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async (_, w) => {
+      for (let i = 0; performance.now() < deadline; i++) {
+        await op(w, i);
+        done++;
+      }
+    }),
+  );
+  return done / ((performance.now() - started) / 1000);
+}
+
+/** Put → watch event latency, one put at a time, through etcd3's watch builder. */
+async function watchLatency(client: Etcd3, prefix: string, count: number): Promise<number[]> {
+  const watcher = await client.watch().prefix(prefix).create();
+  const sentAt = new Map<string, number>();
+  const latencies: number[] = [];
+  let resolveDone: () => void = () => {};
+  const done = new Promise<void>((r) => {
+    resolveDone = r;
+  });
+  watcher.on("put", (kv) => {
+    const t = sentAt.get(kv.key.toString());
+    if (t !== undefined) latencies.push(performance.now() - t);
+    if (latencies.length >= count) resolveDone();
+  });
+  for (let i = 0; i < count; i++) {
+    const key = `${prefix}${i}`;
+    sentAt.set(key, performance.now());
+    await client.put(key).value("x").exec();
+  }
+  await done;
+  await watcher.cancel();
+  return latencies.sort((a, b) => a - b);
+}
+
+async function measure(name: string, endpoint: string): Promise<Figures> {
+  const client = new Etcd3({ hosts: [endpoint] });
+  const runs: Figures[] = [];
+  const value = "v".repeat(100);
+  try {
+    for (let round = 0; round < ROUNDS; round++) {
+      const p = `/bench-server/${round}/`;
+      const puts1 = await throughput(1, (w, i) =>
+        client
+          .put(`${p}c1/${w}/${i % 1000}`)
+          .value(value)
+          .exec(),
+      );
+      const puts64 = await throughput(64, (w, i) =>
+        client
+          .put(`${p}c64/${w}/${i % 100}`)
+          .value(value)
+          .exec(),
+      );
+      const ranges64 = await throughput(64, (w, i) => client.get(`${p}c64/${w}/${i % 100}`).string());
+      const lat = await watchLatency(client, `${p}watch/`, 1000);
+      runs.push({ puts1, puts64, ranges64, watchP50: percentile(lat, 50), watchP99: percentile(lat, 99) });
+      process.stderr.write(`  ${name} round ${round + 1}/${ROUNDS}: puts64 ${Math.round(puts64)}/s\n`);
+    }
+  } finally {
+    client.close();
+  }
+  const pick = (k: keyof Figures) => median(runs.map((r) => r[k]));
+  return {
+    puts1: pick("puts1"),
+    puts64: pick("puts64"),
+    ranges64: pick("ranges64"),
+    watchP50: pick("watchP50"),
+    watchP99: pick("watchP99"),
+  };
+}
+
+/** Starts `cairn server` on free ports; resolves with its gRPC URL and a stop function. */
+async function startCairn(dataDir: string): Promise<{ endpoint: string; stop: () => Promise<void> }> {
+  const child = spawn(
+    process.execPath,
+    [CLI, "server", "--data-dir", dataDir, "--grpc-port", "0", "--http-port", "0"],
+    {
+      stdio: ["ignore", "pipe", "inherit"],
+    },
+  );
+  const exited = new Promise<void>((resolve) => child.on("exit", () => resolve()));
+  const endpoint = await new Promise<string>((resolve, reject) => {
+    let buffer = "";
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+      buffer += chunk;
+      for (const line of buffer.split("\n")) {
+        if (line.includes('"cairn server listening"')) resolve(String(JSON.parse(line).grpcUrl));
+      }
+    });
+    void exited.then(() => reject(new Error("cairn server exited before listening")));
+  });
+  return {
+    endpoint,
+    stop: async () => {
+      child.kill("SIGTERM");
+      await exited;
+    },
+  };
+}
+
+const dataDir = mkdtempSync(join(tmpdir(), "cairn-bench-server-"));
+const results: [string, Figures][] = [];
+try {
+  process.stderr.write(`server bench: ${ROUNDS} rounds of ${SECONDS}s per figure, medians\n`);
+  const cairn = await startCairn(dataDir);
+  try {
+    results.push(["cairn server", await measure("cairn server", cairn.endpoint)]);
+  } finally {
+    await cairn.stop();
+  }
+  const cluster = await startEtcdCluster({ members: 1 });
+  try {
+    results.push(["etcd (1 member)", await measure("etcd", cluster.endpoints[0] as string)]);
+  } finally {
+    await cluster.close();
+  }
+} finally {
+  rmSync(dataDir, { recursive: true, force: true });
+}
+
+const rows: [string, keyof Figures, (n: number) => string][] = [
+  ["puts/s, concurrency 1", "puts1", (n) => Math.round(n).toLocaleString("en-US")],
+  ["puts/s, concurrency 64", "puts64", (n) => Math.round(n).toLocaleString("en-US")],
+  ["ranges/s, concurrency 64", "ranges64", (n) => Math.round(n).toLocaleString("en-US")],
+  ["watch latency p50 (ms)", "watchP50", (n) => n.toFixed(3)],
+  ["watch latency p99 (ms)", "watchP99", (n) => n.toFixed(3)],
+];
+const header = ["metric", ...results.map(([n]) => n), "cairn/etcd"];
+const table = rows.map(([label, key, fmt]) => {
+  const cairn = results[0]?.[1][key] ?? 0;
+  const etcd = results[1]?.[1][key] ?? 0;
+  return [label, ...results.map(([, f]) => fmt(f[key])), etcd ? `${(cairn / etcd).toFixed(2)}x` : "-"];
+});
+const widths = header.map((h, i) => Math.max(h.length, ...table.map((r) => (r[i] ?? "").length)));
+const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(" | ")} |`;
+console.log(line(header));
+console.log(line(widths.map((w) => "-".repeat(w))));
+for (const r of table) console.log(line(r));
+const ratio = (results[0]?.[1].puts64 ?? 0) / (results[1]?.[1].puts64 ?? 1);
+console.log(`server bench: cairn/etcd puts/s ratio ${ratio.toFixed(2)}`);
