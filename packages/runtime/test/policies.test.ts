@@ -406,12 +406,32 @@ describe("circuit breaker", () => {
     assert.equal(breaker.state, "closed", "1 failure in the 10 calls of the window");
   });
 
-  it("the caller's own cancellation is not a failure", async () => {
-    const breaker = circuitBreaker({ breaker: consecutiveBreaker(1) });
+  it("the caller's own cancellation is neither a failure nor a success", async () => {
+    const breaker = circuitBreaker({ breaker: consecutiveBreaker(2) });
+    await assert.rejects(breaker.execute(fail));
     const caller = new AbortController();
     const running = breaker.execute(untilAborted, caller.signal);
     caller.abort();
     await assert.rejects(running);
+    assert.equal(breaker.state, "closed");
+    await assert.rejects(breaker.execute(fail));
+    assert.equal(breaker.state, "open", "the cancelled call did not reset the count");
+  });
+
+  it("errors that isFailure rejects show the dependency alive: they close a half-open breaker", async () => {
+    const clock = new FakeClock();
+    const notFound = () => Promise.reject(Object.assign(new Error("404"), { status: 404 }));
+    const breaker = circuitBreaker({
+      breaker: consecutiveBreaker(1),
+      halfOpenAfterMs: 100,
+      isFailure: (e) => (e as { status?: number }).status !== 404,
+      clock,
+    });
+    await assert.rejects(breaker.execute(notFound), /404/);
+    assert.equal(breaker.state, "closed");
+    await assert.rejects(breaker.execute(fail));
+    await clock.advance(100);
+    await assert.rejects(breaker.execute(notFound), /404/);
     assert.equal(breaker.state, "closed");
   });
 

@@ -163,24 +163,26 @@ export class CircuitBreakerPolicy implements Policy {
     const s = signal ?? NEVER_ABORTED;
     try {
       const result = await invoke(fn, s);
-      this.#settle(generation, probe, undefined, false);
+      this.#settle(generation, probe, "success");
       return result;
     } catch (error) {
-      this.#settle(generation, probe, error, !s.aborted && this.#isFailure(error));
+      // The caller giving up says nothing about the dependency; an error that is not a failure (a 404) shows it alive.
+      this.#settle(generation, probe, s.aborted ? "neutral" : this.#isFailure(error) ? "failure" : "success", error);
       throw error;
     }
   }
 
-  #settle(generation: number, probe: boolean, error: unknown, failed: boolean): void {
-    if (probe && generation === this.#generation) this.#probesOut--;
+  #settle(generation: number, probe: boolean, verdict: "success" | "failure" | "neutral", error?: unknown): void {
     if (generation !== this.#generation) return;
+    if (probe) this.#probesOut--;
+    if (verdict === "neutral") return;
     const now = this.#clock.now();
     if (this.#state === "closed") {
-      if (!failed) this.#strategy.success(now);
+      if (verdict === "success") this.#strategy.success(now);
       else if (this.#strategy.failure(now)) this.#open(now, error);
     } else if (this.#state === "half-open" && probe) {
-      if (failed) this.#open(now, error);
-      else if (error === undefined && ++this.#probeSuccesses >= this.#toClose) this.#transition("closed", now);
+      if (verdict === "failure") this.#open(now, error);
+      else if (++this.#probeSuccesses >= this.#toClose) this.#transition("closed", now);
     }
   }
 
