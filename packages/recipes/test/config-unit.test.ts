@@ -150,6 +150,14 @@ describe("config: stored schemas", () => {
       ["mail"],
       "formats are checked",
     );
+    const v1 = toJsonSchema({ $id: "urn:cairn:app", type: "object", required: ["a"] });
+    const v2 = toJsonSchema({ $id: "urn:cairn:app", type: "object", required: ["b"] });
+    assert.deepEqual(
+      checkAgainst(v2, { a: 1 }).map((i) => i.path),
+      ["b"],
+      "a new version of a schema with the same $id replaces the old",
+    );
+    assert.deepEqual(checkAgainst(v1, { a: 1 }), []);
     assert.throws(() => toJsonSchema({ type: 12 }), fieldIs("schema"));
     assert.throws(() => toJsonSchema("string" as never), fieldIs("schema"));
   });

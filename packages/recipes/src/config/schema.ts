@@ -31,8 +31,6 @@ function newAjv(Class: Ctor) {
   return ajv;
 }
 
-let ajv2020: InstanceType<Ctor> | undefined;
-let ajv07: InstanceType<Ctor> | undefined;
 const compiled = new Map<string, ValidateFunction>();
 const MAX_CACHED = 256;
 
@@ -63,9 +61,9 @@ export function compileSchema(schema: JsonSchema, field = "schema"): ValidateFun
   if (cached) return cached;
   const draft = typeof schema === "object" ? String(schema.$schema ?? "") : "";
   const old = /draft-0[4-7]/.test(draft);
-  if (old) ajv07 ??= newAjv(Ajv07);
-  else ajv2020 ??= newAjv(Ajv20);
-  const ajv = (old ? ajv07 : ajv2020)!;
+  // One ajv per schema: ajv registers schemas by `$id`, and two versions of one stored schema
+  // (same `$id`, new content) must not collide.
+  const ajv = newAjv(old ? Ajv07 : Ajv20);
   let validate: ValidateFunction;
   try {
     validate = ajv.compile(schema as object);
