@@ -16,13 +16,16 @@ export class NoEndpointError extends CairnError {
 
 /** A circuit breaker is open (or half-open with all its probes out) and refused the call. */
 export class CircuitOpenError extends CairnError {
-  /** Milliseconds until the breaker lets a probe through; 0 when it waits on probes in flight. */
+  /** Milliseconds until the breaker lets a probe through; 0 when it waits on probes in flight; Infinity when isolated. */
   readonly retryAfterMs: number;
   constructor(name: string, retryAfterMs: number) {
-    super(
-      "ECIRCUIT_OPEN",
-      `circuit breaker${name ? ` ${JSON.stringify(name)}` : ""} is open${retryAfterMs > 0 ? `: next probe in ${Math.ceil(retryAfterMs)} ms` : ": probes in flight"}`,
-    );
+    const why =
+      retryAfterMs === Number.POSITIVE_INFINITY
+        ? "isolated"
+        : retryAfterMs > 0
+          ? `open: next probe in ${Math.ceil(retryAfterMs)} ms`
+          : "open: probes in flight";
+    super("ECIRCUIT_OPEN", `circuit breaker${name ? ` ${JSON.stringify(name)}` : ""} is ${why}`);
     this.retryAfterMs = retryAfterMs;
   }
 }

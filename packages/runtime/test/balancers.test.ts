@@ -50,6 +50,20 @@ describe("every picker", () => {
   }
 });
 
+describe("balancer", () => {
+  it("rebuilds its picker on every update, and an empty list picks ENO_ENDPOINT", () => {
+    const balancer = new Balancer(roundRobin());
+    assert.throws(() => balancer.pick(), { code: "ENO_ENDPOINT" });
+    balancer.update(eps({ a: 1, b: 1 }));
+    const first = balancer.picker;
+    assert.deepEqual(new Set([balancer.pick().endpoint.id, balancer.pick().endpoint.id]), new Set(["a", "b"]));
+    balancer.update(eps({ c: 1 }));
+    assert.notEqual(balancer.picker, first);
+    assert.equal(balancer.pick().endpoint.id, "c");
+    assert.ok(["a", "b"].includes(first.pick().endpoint.id), "an old picker keeps its snapshot");
+  });
+});
+
 describe("smooth weighted round robin", () => {
   const table: [Record<string, number>, string][] = [
     [{ a: 5, b: 1, c: 1 }, "aabacaa".repeat(3)],

@@ -199,6 +199,28 @@ describe("retry", () => {
     });
   }
 
+  it("withIdempotent gives a sibling with the same options and listeners that retries any failure", async () => {
+    const clock = new FakeClock();
+    const policy = retry({ maxAttempts: 2, clock, backoff: exponentialBackoff({ initialMs: 1 }) });
+    const heard: string[] = [];
+    policy.onRetry(() => heard.push("retry"));
+    policy.onGiveUp((e) => heard.push(e.reason));
+    const forGet = policy.withIdempotent(true);
+    assert.equal(policy.withIdempotent(false), policy);
+    assert.equal(forGet.withIdempotent(false), policy);
+    assert.equal(policy.withIdempotent(true), forGet);
+    let calls = 0;
+    const failing = () => {
+      calls++;
+      throw new Error("socket hang up");
+    };
+    await settle(forGet.execute(failing), clock, 1);
+    assert.equal(calls, 2);
+    await settle(policy.execute(failing), clock, 1);
+    assert.equal(calls, 3);
+    assert.deepEqual(heard, ["retry", "attempts", "not-idempotent"]);
+  });
+
   it("waits the backoff's delays between attempts", async () => {
     const clock = new FakeClock();
     const policy = retry({
@@ -433,6 +455,29 @@ describe("circuit breaker", () => {
     await clock.advance(100);
     await assert.rejects(breaker.execute(notFound), /404/);
     assert.equal(breaker.state, "closed");
+  });
+
+  it("isolate() holds the breaker open until every holder releases it, then it closes", async () => {
+    const clock = new FakeClock();
+    const breaker = circuitBreaker({ clock, name: "payments" });
+    const states: BreakerState[] = [];
+    breaker.onStateChange((e) => states.push(e.to));
+    const releaseA = breaker.isolate();
+    const releaseB = breaker.isolate();
+    await assert.rejects(breaker.execute(ok), (err: unknown) => {
+      assert.ok(err instanceof CircuitOpenError);
+      assert.equal(err.retryAfterMs, Number.POSITIVE_INFINITY);
+      assert.match(err.message, /"payments" is isolated/);
+      return true;
+    });
+    await clock.advance(60_000);
+    releaseA();
+    releaseA();
+    assert.equal(breaker.state, "isolated");
+    releaseB();
+    assert.equal(breaker.state, "closed");
+    assert.equal(await breaker.execute(ok), "ok");
+    assert.deepEqual(states, ["isolated", "closed"]);
   });
 
   it("a registry keeps one independent breaker per endpoint", async () => {

@@ -6,10 +6,11 @@ import { InvalidArgumentError } from "@cairn/core";
 import { fraction, positive, positiveInt } from "../check.js";
 import { type Clock, systemClock } from "../clock.js";
 import { CircuitOpenError } from "../errors.js";
-import { Emitter, type Event } from "../events.js";
+import { type Disposer, Emitter, type Event } from "../events.js";
 import { cancelled, invoke, NEVER_ABORTED, type Policy } from "./policy.js";
 
-export type BreakerState = "closed" | "open" | "half-open";
+/** `isolated`: held open by hand (isolate()) until released, whatever the calls do. */
+export type BreakerState = "closed" | "open" | "half-open" | "isolated";
 
 /** Decides, while closed, when failures are enough to open. */
 export interface BreakerStrategy {
@@ -126,6 +127,7 @@ export class CircuitBreakerPolicy implements Policy {
   #openedAt = 0;
   #probesOut = 0;
   #probeSuccesses = 0;
+  #isolations = 0;
 
   constructor(options: CircuitBreakerOptions = {}) {
     this.#strategy = options.breaker ?? consecutiveBreaker(5);
@@ -146,12 +148,28 @@ export class CircuitBreakerPolicy implements Policy {
     return this.#state;
   }
 
+  /**
+   * Holds the breaker open, refusing every call, until the returned function is called (by
+   * every holder, when isolated more than once); then it closes. For operators draining a
+   * dependency by hand.
+   */
+  isolate(): Disposer {
+    if (++this.#isolations === 1) this.#transition("isolated", this.#clock.now());
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      if (--this.#isolations === 0) this.#transition("closed", this.#clock.now());
+    };
+  }
+
   async execute<T>(fn: (signal: AbortSignal) => Promise<T> | T, signal?: AbortSignal): Promise<T> {
     if (signal?.aborted) throw cancelled(signal);
     const now = this.#clock.now();
     this.#tick(now);
     const generation = this.#generation;
     let probe = false;
+    if (this.#state === "isolated") throw this.#reject(Number.POSITIVE_INFINITY);
     if (this.#state === "open") {
       throw this.#reject(this.#openedAt + this.#halfOpenAfter - now);
     }

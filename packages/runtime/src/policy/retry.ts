@@ -69,20 +69,28 @@ export function isUnsentError(error: unknown): boolean {
 
 const defaultRetryOn = (error: unknown) => !isCairnError(error, "EINVALID") && !isCairnError(error, "ECANCELLED");
 
+/** Listeners a policy shares with its withIdempotent() sibling. */
+interface RetryEmitters {
+  readonly retried: Emitter<RetryEvent>;
+  readonly gaveUp: Emitter<GiveUpEvent>;
+}
+
 export class RetryPolicy implements Policy {
-  readonly #retried = new Emitter<RetryEvent>();
-  readonly #gaveUp = new Emitter<GiveUpEvent>();
-  readonly onRetry: Event<RetryEvent> = this.#retried.event;
-  readonly onGiveUp: Event<GiveUpEvent> = this.#gaveUp.event;
+  readonly #emitters: RetryEmitters;
+  readonly onRetry: Event<RetryEvent>;
+  readonly onGiveUp: Event<GiveUpEvent>;
   readonly maxAttempts: number;
   readonly idempotent: boolean;
+  readonly #options: RetryOptions;
   readonly #backoff: Backoff;
   readonly #retryOn: (error: unknown) => boolean;
   readonly #budget: RetryBudget | undefined;
   readonly #clock: Clock;
   readonly #random: Random;
+  #sibling: RetryPolicy | undefined;
 
-  constructor(options: RetryOptions = {}) {
+  constructor(options: RetryOptions = {}, shared?: RetryEmitters) {
+    this.#options = options;
     this.maxAttempts = positiveInt(options.maxAttempts, 3, "retry.maxAttempts");
     this.idempotent = options.idempotent ?? false;
     this.#backoff = options.backoff ?? exponentialBackoff();
@@ -90,6 +98,21 @@ export class RetryPolicy implements Policy {
     this.#budget = options.budget;
     this.#clock = options.clock ?? systemClock;
     this.#random = options.random ?? Math.random;
+    this.#emitters = shared ?? { retried: new Emitter(), gaveUp: new Emitter() };
+    this.onRetry = this.#emitters.retried.event;
+    this.onGiveUp = this.#emitters.gaveUp.event;
+  }
+
+  /**
+   * This policy for a call of the given kind: the same options, budget and listeners, with
+   * `idempotent` set as asked. A client keeps one policy and asks per request
+   * (`policy.withIdempotent(method === "GET")`).
+   */
+  withIdempotent(idempotent: boolean): RetryPolicy {
+    if (idempotent === this.idempotent) return this;
+    this.#sibling ??= new RetryPolicy({ ...this.#options, idempotent }, this.#emitters);
+    this.#sibling.#sibling = this;
+    return this.#sibling;
   }
 
   async execute<T>(fn: (signal: AbortSignal) => Promise<T> | T, signal?: AbortSignal): Promise<T> {
@@ -104,11 +127,11 @@ export class RetryPolicy implements Policy {
         if (s.aborted) throw error;
         const reason = this.#refusal(error, attempt);
         if (reason !== undefined) {
-          this.#gaveUp.emit({ attempts: attempt, reason, error });
+          this.#emitters.gaveUp.emit({ attempts: attempt, reason, error });
           throw error;
         }
         const delayMs = delays.next();
-        this.#retried.emit({ attempt, delayMs, error });
+        this.#emitters.retried.emit({ attempt, delayMs, error });
         try {
           await sleep(delayMs, this.#clock, s);
         } catch {
