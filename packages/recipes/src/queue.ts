@@ -11,6 +11,7 @@ import {
   type Store,
   type TxnRequest,
   type TxnResult,
+  type Watcher,
 } from "@cairn/core";
 import { exponentialBackoff, pause } from "./backoff.js";
 import { fencingCompare, guardedTxn, HoldLostError } from "./fencing.js";
@@ -113,35 +114,61 @@ async function waitLoop(
   token: number,
   signal: AbortSignal,
 ): Promise<number> {
+  const backoff = exponentialBackoff(50, 1_000);
   for (;;) {
     signal.throwIfAborted();
-    // My key must still be mine: if the lease went, the queue moved on without me.
-    const res = await store.txn({
-      compare: [fencingCompare(key, token)],
-      success: [
-        {
-          type: "range",
-          key: prefix,
-          prefix: true,
-          maxCreateRevision: token - 1,
-          sortOrder: "descend",
-          sortTarget: "create",
-          limit: 1,
-        },
-      ],
-    });
-    if (!res.succeeded) throw new HoldLostError(key, `${key} was deleted while waiting (its lease was lost)`);
-    const ahead = res.responses[0];
-    const predecessor = ahead?.type === "range" ? ahead.kvs[0] : undefined;
-    if (!predecessor) return res.header.revision;
-    await waitDeleted(store, predecessor.key, res.header.revision, signal);
+    try {
+      const atHead = await waitStep(store, prefix, key, token, signal);
+      if (atHead !== undefined) return atHead;
+      backoff.reset();
+    } catch (err) {
+      // A store that is briefly unreachable (an etcd member down, a leader election) is waited
+      // out like a slow predecessor; a session lost meanwhile aborts `signal`.
+      if (!isCairnError(err, "EUNAVAILABLE")) throw err;
+      await pause(backoff.next(), signal);
+    }
   }
+}
+
+/**
+ * One look at the queue: the revision at which nothing was ahead of my key, or undefined
+ * once the predecessor seen has gone (look again: another may be ahead still).
+ */
+async function waitStep(
+  store: Store,
+  prefix: string,
+  key: string,
+  token: number,
+  signal: AbortSignal,
+): Promise<number | undefined> {
+  // My key must still be mine: if the lease went, the queue moved on without me.
+  const res = await store.txn({
+    compare: [fencingCompare(key, token)],
+    success: [
+      {
+        type: "range",
+        key: prefix,
+        prefix: true,
+        maxCreateRevision: token - 1,
+        sortOrder: "descend",
+        sortTarget: "create",
+        limit: 1,
+      },
+    ],
+  });
+  if (!res.succeeded) throw new HoldLostError(key, `${key} was deleted while waiting (its lease was lost)`);
+  const ahead = res.responses[0];
+  const predecessor = ahead?.type === "range" ? ahead.kvs[0] : undefined;
+  if (!predecessor) return res.header.revision;
+  await waitDeleted(store, predecessor.key, res.header.revision, signal);
+  return undefined;
 }
 
 /** Resolves when `key` is deleted after `revision`, or when the watch is compacted (the caller looks again). */
 async function waitDeleted(store: Store, key: Bytes, revision: number, signal: AbortSignal): Promise<void> {
-  const watcher = await store.watch(key, { startRevision: revision + 1, signal });
+  let watcher: Watcher | undefined;
   try {
+    watcher = await store.watch(key, { startRevision: revision + 1, signal });
     for await (const response of watcher) {
       if (response.events.some((e) => e.type === "delete")) return;
     }
@@ -151,7 +178,7 @@ async function waitDeleted(store: Store, key: Bytes, revision: number, signal: A
     if (err instanceof CompactedError) return;
     throw err;
   } finally {
-    watcher.cancel();
+    watcher?.cancel();
   }
 }
 

@@ -118,4 +118,28 @@ describe("the lock under faults (etcd, 3 members, real processes)", () => {
     await lock.release();
     await session.close();
   });
+
+  it("a waiter keeps its place through the loss of the etcd leader, and takes the lock when the holder releases", async () => {
+    const namespace = freshNamespace("failover");
+    const a = connect();
+    const b = connect();
+    const holder = await mutex(await openSession(a, { namespace, ttl: 10 }), "f").acquire();
+    const sb = await openSession(b, { namespace, ttl: 10 });
+    const waiting = mutex(sb, "f").acquire();
+    await waitFor("the waiter to queue", async () => {
+      return (await a.range(`/cairn/${namespace}/locks/f/`, { prefix: true, countOnly: true })).count === 2;
+    });
+    const down = await cluster.leader();
+    await cluster.kill(down);
+    try {
+      await holder.release();
+      const lock = await waiting;
+      assert.ok(lock.fencingToken > holder.fencingToken);
+      assert.equal(lock.signal.aborted, false);
+      assert.equal(sb.signal.aborted, false, "the waiter's session lived through the failover");
+      await lock.release();
+    } finally {
+      await cluster.restart(down);
+    }
+  });
 });
