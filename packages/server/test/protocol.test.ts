@@ -451,6 +451,31 @@ describe("cairn server speaks etcd's v3 gRPC protocol", () => {
     stream.end();
   });
 
+  it("a catch-up of many revisions arrives in responses of at most 1000 revisions, as etcd's", async () => {
+    const first = await put("/proto/batch/0", "v");
+    await Promise.all(
+      Array.from({ length: 16 }, async (_, w) => {
+        for (let i = 0; i < 94; i++) await put(`/proto/batch/${w}/${i}`, "v");
+      }),
+    );
+    const { stream, inbox } = watchStream();
+    stream.write({
+      create_request: { key: b("/proto/batch/"), range_end: b("/proto/batch0"), start_revision: first.header.revision },
+    });
+    const created = await inbox.next();
+    const one = await inbox.next();
+    const two = await inbox.next();
+    assert.deepEqual([one.events.length, two.events.length], [1000, 505]);
+    assert.equal(one.header.revision, created.header.revision, "each piece carries the catch-up's revision");
+    assert.equal(two.header.revision, created.header.revision);
+    const revs = [...one.events, ...two.events].map((e: Message) => Number(e.kv.mod_revision));
+    assert.deepEqual(
+      revs,
+      revs.map((_, i) => Number(first.header.revision) + i),
+    );
+    stream.end();
+  });
+
   it("a catch-up larger than the request limit arrives in fragments when the client allows them", async () => {
     const big = "x".repeat(700 * 1024);
     const first = await put("/proto/f/a", big);

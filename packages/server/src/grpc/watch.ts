@@ -13,6 +13,32 @@ type WatchCall = ServerDuplexStream<PbWatchRequest, object>;
 
 /** etcd's clientv3.InvalidWatchID: a response that belongs to no watch. */
 const INVALID_WATCH_ID = "-1";
+/**
+ * etcd's watchBatchMaxRevs: a catch-up response holds the events of at most this many
+ * revisions; every piece carries the revision of the whole catch-up in its header, as etcd's.
+ */
+const WATCH_BATCH_MAX_REVS = 1000;
+
+function revisionBatches(events: readonly WatchEvent[]): (readonly WatchEvent[])[] {
+  const batches: WatchEvent[][] = [];
+  let current: WatchEvent[] = [];
+  let revs = 0;
+  let lastRev = -1;
+  for (const e of events) {
+    if (e.kv.modRevision !== lastRev) {
+      if (revs === WATCH_BATCH_MAX_REVS) {
+        batches.push(current);
+        current = [];
+        revs = 0;
+      }
+      revs++;
+      lastRev = e.kv.modRevision;
+    }
+    current.push(e);
+  }
+  batches.push(current);
+  return batches;
+}
 
 interface ActiveWatch {
   readonly id: string;
@@ -190,10 +216,11 @@ class WatchSession implements OpenStream {
         const header = this.#ctx.header(response.revision);
         if (response.events.length === 0) {
           this.#send({ header, watch_id: id });
-        } else if (active.fragment) {
-          this.#sendFragments(header, id, response.events);
-        } else {
-          this.#send({ header, watch_id: id, events: response.events.map(eventOf) });
+          continue;
+        }
+        for (const batch of revisionBatches(response.events)) {
+          if (active.fragment) this.#sendFragments(header, id, batch);
+          else this.#send({ header, watch_id: id, events: batch.map(eventOf) });
         }
       }
     } catch (err) {
