@@ -4,13 +4,17 @@
 //   hold ENDPOINTS NAMESPACE: takes the lock on a 2 s lease and says "held <token>"; then for
 //     each "write" line on stdin makes a guarded write and says "write ok" or "write refused";
 //     says "lost <code>" when its lock's signal fires.
+//   lead ENDPOINTS NAMESPACE: campaigns (2 s lease) with its pid as value; while leading,
+//     writes test/term = its fencing token every 10 ms through the leadership's guard;
+//     campaigns again on a new session whenever leadership is lost.
 import { createInterface } from "node:readline";
 import { isCairnError } from "@cairn/core";
 import { connectEtcd } from "@cairn/etcd";
-import { mutex, openSession } from "../src/index.js";
+import { election, mutex, openSession } from "../src/index.js";
 
 const [mode, endpoints, namespace, rounds] = process.argv.slice(2);
-if (!mode || !endpoints || !namespace) throw new Error("usage: lock-child count|hold ENDPOINTS NAMESPACE [ROUNDS]");
+if (!mode || !endpoints || !namespace)
+  throw new Error("usage: lock-child count|hold|lead ENDPOINTS NAMESPACE [ROUNDS]");
 const store = connectEtcd({ endpoints: endpoints.split(",") });
 const say = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -52,6 +56,19 @@ if (mode === "count") {
     say(`write ${res.succeeded ? "ok" : "refused"}`);
   }
   await store.close();
+} else if (mode === "lead") {
+  const termKey = `/cairn/${namespace}/test/term`;
+  for (;;) {
+    const session = await openSession(store, { namespace, ttl: 2 });
+    const leadership = await election(session, "chaos").campaign(String(process.pid));
+    say(`leading ${leadership.fencingToken}`);
+    while (!leadership.signal.aborted) {
+      await leadership.txn({ success: [{ type: "put", key: termKey, value: String(leadership.fencingToken) }] });
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    say("lost");
+    await session.close().catch(() => {});
+  }
 } else {
   throw new Error(`unknown mode ${mode}`);
 }

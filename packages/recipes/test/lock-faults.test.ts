@@ -1,6 +1,7 @@
-// The lock under real processes on a real 3-member etcd: ten processes contend for one
-// counter, and a holder stalled by SIGSTOP past its TTL loses the lock to the next waiter,
-// is told when it resumes, and cannot write with its stale token.
+// The lock and election under real processes on a real 3-member etcd: ten processes contend
+// for one counter; a holder stalled by SIGSTOP past its TTL loses the lock to the next
+// waiter, is told when it resumes, and cannot write with its stale token; leader processes
+// killed in turn are succeeded in token order.
 import assert from "node:assert/strict";
 import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
 import { after, before, describe, it } from "node:test";
@@ -8,7 +9,7 @@ import { fileURLToPath } from "node:url";
 import type { Store } from "@cairn/core";
 import { connectEtcd } from "@cairn/etcd";
 import { type EtcdCluster, startEtcdCluster } from "@cairn/testing";
-import { mutex, openSession } from "../src/index.js";
+import { election, mutex, openSession } from "../src/index.js";
 import { freshNamespace, waitFor } from "./suite/target.js";
 
 let cluster: EtcdCluster;
@@ -141,5 +142,56 @@ describe("the lock under faults (etcd, 3 members, real processes)", () => {
     } finally {
       await cluster.restart(down);
     }
+  });
+
+  it("leader processes SIGKILLed in turn are each succeeded, with a greater token, and the leaders' writes stay in token order", async () => {
+    const namespace = freshNamespace("leaders");
+    const termKey = `/cairn/${namespace}/test/term`;
+    const store = connect();
+    const start = (await store.status()).revision;
+    const endpoints = cluster.endpoints.join(",");
+    const alive = new Map<string, Child>();
+    const spawnLeader = () => {
+      const c = child("lead", endpoints, namespace);
+      alive.set(String(c.proc.pid), c);
+    };
+    for (let i = 0; i < 3; i++) spawnLeader();
+    const e = election(store, "chaos", { namespace });
+    const leaders: number[] = [];
+    for (let kill = 0; kill < 5; kill++) {
+      // The current leader, once it has written as leader.
+      const leader = await waitFor(
+        "a leader that has written",
+        async () => {
+          const l = await e.leader();
+          if (!l || !alive.has(l.value.toString())) return undefined;
+          return (await store.get(termKey))?.value.toString() === String(l.fencingToken) ? l : undefined;
+        },
+        15_000,
+      );
+      leaders.push(leader.fencingToken);
+      const victim = alive.get(leader.value.toString()) as Child;
+      alive.delete(leader.value.toString());
+      victim.proc.kill("SIGKILL");
+      await victim.exited;
+      spawnLeader();
+    }
+    for (let i = 1; i < leaders.length; i++) assert.ok((leaders[i] as number) > (leaders[i - 1] as number));
+    const end = (await store.status()).revision;
+    const history = await store.watch(termKey, { startRevision: start + 1 });
+    const values: number[] = [];
+    for await (const response of history) {
+      for (const event of response.events) values.push(Number(event.kv.value.toString()));
+      if (response.revision >= end) break;
+    }
+    history.cancel();
+    assert.ok(new Set(values).size >= 5, `at least five leaders wrote: ${[...new Set(values)].join(",")}`);
+    for (let i = 1; i < values.length; i++) {
+      assert.ok(
+        (values[i] as number) >= (values[i - 1] as number),
+        `write ${i} went backwards: ${values[i - 1]} then ${values[i]}`,
+      );
+    }
+    for (const c of alive.values()) c.proc.kill("SIGKILL");
   });
 });
