@@ -1,9 +1,10 @@
 // A consistent, self-healing view of a few exact keys: read them all at one revision, watch
 // each from the next, and yield the keys' state after every change; on compaction, read
-// again and go on. For one key each event is yielded (every change, in order). For several,
-// each change is followed by a read of all of them at its revision: separate watches deliver
-// independently, and reading at the event's revision is what keeps two keys written in one
-// txn (a gray promote) from being seen half-applied.
+// again and go on. Every change of the first key is yielded, in order. Each change is paired
+// with a read of the other keys at its revision: separate watches deliver independently, and
+// reading at the change's revision keeps two keys written in one txn (a gray promote) from
+// being seen half-applied. A change of another key waits until the first key's watch has
+// caught up with it, so states come out in revision order.
 import { CompactedError, type KeyValue, type Store, type Watcher, type WatchResponse } from "@cairn/core";
 
 export interface KeysState {
@@ -66,23 +67,45 @@ export async function* watchKeys(
       for (const key of keys) {
         watchers.push(await store.watch(key, { startRevision: state.revision + 1, signal: stop.signal }));
       }
-      const kvs = [...state.kvs];
+      let kvs = [...state.kvs];
       let applied = state.revision;
+      // Changes of the other keys, held until the first key's watch has caught up with them.
+      const held: number[] = [];
       for await (const { index, response } of merge(watchers)) {
-        if (response.events.length === 0) continue;
-        if (keys.length === 1) {
+        if (index === 0) {
           for (const event of response.events) {
-            kvs[index] = event.type === "put" ? event.kv : undefined;
-            applied = event.kv.modRevision;
-            yield { revision: applied, kvs: [...kvs], listed: false };
+            const revision = event.kv.modRevision;
+            if (revision <= applied) continue;
+            const first = event.type === "put" ? event.kv : undefined;
+            const others = await Promise.all(keys.slice(1).map((key) => store.range(key, { revision })));
+            kvs = [first, ...others.map((r) => r.kvs[0])];
+            applied = revision;
+            yield { revision, kvs: [...kvs], listed: false };
           }
-          continue;
+        } else {
+          for (const event of response.events) {
+            if (event.kv.modRevision > applied && !held.includes(event.kv.modRevision)) held.push(event.kv.modRevision);
+          }
+          held.sort((a, b) => a - b);
         }
-        const revision = Math.max(...response.events.map((e) => e.kv.modRevision));
-        if (revision <= applied) continue;
-        const next = await readKeys(store, keys, revision);
-        applied = revision;
-        yield { ...next, listed: false };
+        while (held.length > 0) {
+          const revision = held[0]!;
+          if (revision <= applied) {
+            held.shift();
+            continue;
+          }
+          const next = await readKeys(store, keys, revision);
+          // The first key changed since the last of its events we handled: its watch is behind
+          // this change, and handling this first would report the first key out of order.
+          // (A put and delete of it both hidden between the two reads is the one change lost.)
+          const known = kvs[0];
+          const now = next.kvs[0];
+          if (known?.modRevision !== now?.modRevision) break;
+          held.shift();
+          kvs = [...next.kvs];
+          applied = revision;
+          yield { ...next, listed: false };
+        }
       }
       return;
     } catch (err) {

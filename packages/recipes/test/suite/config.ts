@@ -567,6 +567,22 @@ export function configTests(target: RecipesTarget): void {
     await assert.rejects(admin.promote("route"), /no gray release/);
   });
 
+  it("an identified reader outside any release sees every stable change in order", async () => {
+    const namespace = freshNamespace("cfg");
+    const admin = configCenter(await client(), { namespace });
+    await admin.put("n", 0);
+    const reader = configCenter(await client(), { namespace, instance: { id: "pod-1", labels: { zone: "b" } } });
+    const watch = watchInto(reader, "n");
+    await waitFor("the initial update", () => watch.seen.length === 1);
+    await admin.publishGray("n", -1, { selector: { zone: "a" } });
+    for (let i = 1; i <= 8; i++) await admin.put("n", i);
+    await admin.abortGray("n");
+    await waitFor("every change", () => watch.seen.length === 9);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await watch.stop();
+    assert.deepEqual(watch.values(), [0, 1, 2, 3, 4, 5, 6, 7, 8], "nothing of the release, nothing twice");
+  });
+
   it("a gray release to a percentage picks instances by a stable hash of their id; abort restores everyone", async () => {
     const namespace = freshNamespace("cfg");
     const store = await client();
