@@ -640,6 +640,17 @@ describe("fallback and wrap", () => {
     assert.equal(calls, 0);
   });
 
+  it("wrap's result type includes a fallback's alternative, and only when there is a fallback", async () => {
+    const withFallback: Promise<string | number> = wrap(
+      fallback(() => 0),
+      retry(),
+    ).execute(async () => "x");
+    // @ts-expect-error the fallback may answer with a number
+    const narrowed: Promise<string> = wrap(fallback(() => 0)).execute(async () => "x");
+    const plain: Promise<string> = wrap(retry(), timeout(1000)).execute(async () => "x");
+    assert.deepEqual(await Promise.all([withFallback, narrowed, plain]), ["x", "x", "x"]);
+  });
+
   it("a listener that has been disposed hears nothing more", async () => {
     const clock = new FakeClock();
     const breaker = circuitBreaker({ breaker: consecutiveBreaker(1), clock });

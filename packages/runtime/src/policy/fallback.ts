@@ -13,6 +13,7 @@ export interface FallbackEvent {
 }
 
 export class FallbackPolicy<R> implements Policy<R> {
+  declare readonly "~alternative"?: () => R;
   readonly #fellBack = new Emitter<FallbackEvent>();
   readonly onFallback: Event<FallbackEvent> = this.#fellBack.event;
   readonly #handles: (error: unknown) => boolean;

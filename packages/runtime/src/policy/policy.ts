@@ -6,9 +6,12 @@ import { CancelledError } from "@cairn/core";
 /** A policy; `R` is what it may return instead of fn's result (only a fallback has one). */
 export interface Policy<R = never> {
   execute<T>(fn: (signal: AbortSignal) => Promise<T> | T, signal?: AbortSignal): Promise<T | R>;
+  /** Type-only (never set): carries `R` so wrap() can tell what its policies may return instead. */
+  readonly "~alternative"?: () => R;
 }
 
-type AltOf<P> = P extends Policy<infer R> ? R : never;
+/** The alternative results of a policy type; a policy that declares none has none. */
+type AltOf<P> = P extends { readonly "~alternative"?: () => infer R } ? (unknown extends R ? never : R) : never;
 
 /** The signal used when the caller gives none: it never aborts. */
 export const NEVER_ABORTED: AbortSignal = new AbortController().signal;
