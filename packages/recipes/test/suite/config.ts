@@ -5,7 +5,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, it } from "node:test";
-import { isCairnError, type Store } from "@cairn/core";
+import { isCairnError, type Store, type Watcher, type WatchOptions } from "@cairn/core";
 import { z } from "zod";
 import {
   ConfigSchemaError,
@@ -60,6 +60,32 @@ function interpose(store: Store, method: "txn" | "watch", hook: () => Promise<vo
           await hook();
         }
         return (value as (...a: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  });
+}
+
+/** The same store, whose watches of keys under `prefix` deliver each response `ms` late (a slow stream). */
+function slowWatches(store: Store, prefix: string, ms: number): Store {
+  return new Proxy(store, {
+    get: (target, prop) => {
+      const value: unknown = Reflect.get(target, prop, target);
+      if (typeof value !== "function") return value;
+      if (prop !== "watch") return value.bind(target);
+      return async (key: string, options?: WatchOptions) => {
+        const watcher: Watcher = await target.watch(key, options);
+        if (!String(key).startsWith(prefix)) return watcher;
+        return {
+          startRevision: watcher.startRevision,
+          requestProgress: () => watcher.requestProgress(),
+          cancel: () => watcher.cancel(),
+          async *[Symbol.asyncIterator]() {
+            for await (const response of watcher) {
+              await new Promise((resolve) => setTimeout(resolve, ms));
+              yield response;
+            }
+          },
+        } satisfies Watcher;
       };
     },
   });
@@ -581,6 +607,31 @@ export function configTests(target: RecipesTarget): void {
     await new Promise((resolve) => setTimeout(resolve, 100));
     await watch.stop();
     assert.deepEqual(watch.values(), [0, 1, 2, 3, 4, 5, 6, 7, 8], "nothing of the release, nothing twice");
+  });
+
+  it("a canary whose value watch lags still sees changes in revision order, and no flip back on promote", async () => {
+    const namespace = freshNamespace("cfg");
+    const admin = configCenter(await client(), { namespace });
+    await admin.put("v", "stable-1");
+    const lagging = slowWatches(await client(), `/cairn/${namespace}/config/`, 300);
+    const canary = configCenter(lagging, { namespace, instance: { id: "c1", labels: { canary: "true" } } });
+    const watch = watchInto(canary, "v");
+    await waitFor("the initial update", () => watch.seen.length === 1);
+    await admin.put("v", "stable-2");
+    await admin.publishGray("v", "candidate", { selector: { canary: "true" } });
+    await waitFor("both changes", () => watch.seen.length === 3);
+    await admin.promote("v");
+    await waitFor("the promoted value", () => watch.seen.length === 4);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await watch.stop();
+    assert.deepEqual(watch.values(), ["stable-1", "stable-2", "candidate", "candidate"]);
+    const revisions = watch.seen.map((u) => u.revision);
+    assert.deepEqual(
+      revisions,
+      [...revisions].sort((a, b) => a - b),
+    );
+    const last = watch.seen.at(-1);
+    assert.ok(last?.type === "put" && last.config.gray === undefined && last.config.op === "promote");
   });
 
   it("a gray release to a percentage picks instances by a stable hash of their id; abort restores everyone", async () => {
