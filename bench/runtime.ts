@@ -8,6 +8,7 @@ import { isMainThread, parentPort, Worker, workerData } from "node:worker_thread
 import {
   endpoint,
   leastRequest,
+  maglev,
   outlierEjection,
   type PickContext,
   type PickerBuilder,
@@ -31,6 +32,7 @@ const balancers: Record<string, { make: () => PickerBuilder; keyed?: boolean; tr
   "least request (P2C)": { make: () => leastRequest({ random: seededRandom(1) }), tracked: true },
   "peak EWMA (P2C)": { make: () => peakEwma({ random: seededRandom(1) }), tracked: true },
   "ring hash (sticky key)": { make: () => ringHash(), keyed: true },
+  "maglev (sticky key)": { make: () => maglev(), keyed: true },
   "zone-aware round robin": { make: () => zoneAware(roundRobin(), { zone: "z0" }) },
   "outlier ejection + P2C EWMA": { make: () => outlierEjection(peakEwma({ random: seededRandom(1) })), tracked: true },
 };

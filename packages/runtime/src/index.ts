@@ -1,4 +1,5 @@
 export * from "./balancer/least-request.js";
+export * from "./balancer/maglev.js";
 export * from "./balancer/outlier-ejection.js";
 export * from "./balancer/peak-ewma.js";
 export * from "./balancer/picker.js";

@@ -5,6 +5,7 @@ import {
   endpoint,
   FakeClock,
   leastRequest,
+  maglev,
   NoEndpointError,
   type Pick,
   type PickerBuilder,
@@ -25,6 +26,7 @@ const everyBuilder: [string, () => PickerBuilder][] = [
   ["least request", () => leastRequest({ random: seededRandom(1) })],
   ["peak EWMA", () => peakEwma({ random: seededRandom(1), clock: new FakeClock() })],
   ["ring hash", () => ringHash({ random: seededRandom(1) })],
+  ["maglev", () => maglev({ random: seededRandom(1), tableSize: 251 })],
 ];
 
 describe("every picker", () => {
@@ -276,6 +278,47 @@ describe("ring hash", () => {
     for (const id of owners(ringHash(), eps({ a: 1, b: 3 }))) counts.set(id, (counts.get(id) ?? 0) + 1);
     const ratio = (counts.get("b") ?? 0) / (counts.get("a") ?? 1);
     assert.ok(ratio > 2.4 && ratio < 3.6, `weight-3 over weight-1 keys: ${ratio}`);
+  });
+});
+
+describe("maglev", () => {
+  const keys = Array.from({ length: 20_000 }, (_, i) => `user-${i}`);
+  const owners = (snapshot: ReturnType<typeof eps>) => {
+    const picker = maglev().build(snapshot);
+    return keys.map((key) => picker.pick({ key }).endpoint.id);
+  };
+
+  for (const n of [3, 5, 10]) {
+    it(`a node joining ${n} others takes about 1/${n + 1} of the keys, nearly all from others`, () => {
+      const weights = Object.fromEntries(Array.from({ length: n }, (_, i) => [`n${i}`, 1]));
+      const before = owners(eps(weights));
+      const after = owners(eps({ ...weights, joiner: 1 }));
+      let moved = 0;
+      let toJoiner = 0;
+      for (let i = 0; i < keys.length; i++) {
+        if (before[i] !== after[i]) {
+          moved++;
+          if (after[i] === "joiner") toJoiner++;
+        }
+      }
+      const m = n + 1;
+      assert.ok(moved / keys.length > 0.5 / m && moved / keys.length < 1.6 / m, `moved ${moved / keys.length}`);
+      assert.ok(toJoiner / moved > 0.8, `only ${toJoiner} of ${moved} moved keys went to the new node`);
+    });
+  }
+
+  it("spreads keys within 5% of even, and by weight", () => {
+    const even = new Map<string, number>();
+    for (const id of owners(eps({ a: 1, b: 1, c: 1, d: 1 }))) even.set(id, (even.get(id) ?? 0) + 1);
+    for (const [id, c] of even) assert.ok(Math.abs(c - 5000) < 250, `${id}: ${c} keys`);
+    const weighted = new Map<string, number>();
+    for (const id of owners(eps({ a: 1, b: 3 }))) weighted.set(id, (weighted.get(id) ?? 0) + 1);
+    const ratio = (weighted.get("b") ?? 0) / (weighted.get("a") ?? 1);
+    assert.ok(ratio > 2.7 && ratio < 3.3, `weight-3 over weight-1 keys: ${ratio}`);
+  });
+
+  it("refuses a table size that is not a prime", () => {
+    assert.throws(() => maglev({ tableSize: 1000 }), /maglev\.tableSize/);
   });
 });
 
