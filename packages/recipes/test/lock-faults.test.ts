@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import type { Store } from "@cairn/core";
+import { isCairnError, type Store } from "@cairn/core";
 import { connectEtcd } from "@cairn/etcd";
 import { type EtcdCluster, startEtcdCluster } from "@cairn/testing";
 import { election, mutex, openSession } from "../src/index.js";
@@ -142,6 +142,34 @@ describe("the lock under faults (etcd, 3 members, real processes)", () => {
     } finally {
       await cluster.restart(down);
     }
+  });
+
+  it("a holder cut off from every etcd member is told within its TTL, and its guarded write fails after", async () => {
+    const namespace = freshNamespace("cutoff");
+    const store = connect();
+    const session = await openSession(store, { namespace, ttl: 2 });
+    const lock = await mutex(session, "c").acquire();
+    const stoppedAt = Date.now();
+    for (let i = 0; i < 3; i++) cluster.stop(i);
+    try {
+      await waitFor("the holder to be told", () => lock.signal.aborted, 6_000);
+      // Told by its own keepalive deadline: the store cannot say anything while every member is stopped.
+      assert.ok(Date.now() - stoppedAt <= 2_000 + 1_000, `told ${Date.now() - stoppedAt} ms after the cut`);
+      assert.ok(isCairnError(lock.signal.reason, "ELEASE_LOST"), String(lock.signal.reason));
+      assert.ok(session.signal.aborted);
+    } finally {
+      for (let i = 0; i < 3; i++) cluster.cont(i);
+    }
+    await cluster.waitHealthy();
+    // A new etcd leader renews every lease for a full TTL (lessor promotion), so the key may
+    // outlive the holder's signal by up to a TTL: the holder stops first, the store frees later.
+    await waitFor(
+      "the lease to expire in the store",
+      async () => (await store.timeToLive(session.lease)).ttl === -1,
+      10_000,
+    );
+    const res = await lock.txn({ success: [{ type: "put", key: `/cairn/${namespace}/test/x`, value: "late" }] });
+    assert.equal(res.succeeded, false, "once the lease is gone, the guard refuses");
   });
 
   it("leader processes SIGKILLed in turn are each succeeded, with a greater token, and the leaders' writes stay in token order", async () => {
