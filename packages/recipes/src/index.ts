@@ -1,5 +1,8 @@
 export * from "./catalog.js";
+export * from "./config/index.js";
 export * from "./discovery.js";
+export * from "./election.js";
+export * from "./fencing.js";
 export * from "./health-checker.js";
 export { type ProbeResult, probe } from "./health-probes.js";
 export {
@@ -15,10 +18,7 @@ export {
   type ServiceInstance,
 } from "./instance.js";
 export * from "./keys.js";
+export * from "./lock.js";
 export * from "./naming.js";
 export * from "./registry.js";
-export * from "./election.js";
-export * from "./fencing.js";
-export * from "./lock.js";
 export * from "./session.js";
-export * from "./config/index.js";
