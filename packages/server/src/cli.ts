@@ -81,6 +81,14 @@ async function serve(args: string[]): Promise<void> {
   };
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
+  // A bug must not leave a half-working server behind: log it and exit. Every acknowledged
+  // write is already on disk, so a supervisor's restart loses nothing.
+  const crash = (err: unknown) => {
+    logger.fatal({ err }, "unexpected failure: exiting");
+    process.exit(1);
+  };
+  process.on("uncaughtException", crash);
+  process.on("unhandledRejection", crash);
 }
 
 async function main(argv: string[]): Promise<void> {

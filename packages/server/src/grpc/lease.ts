@@ -67,34 +67,33 @@ export function leaseKeepAlive(ctx: ServiceContext, call: KeepAliveCall): void {
     ctx.streams.delete(stream);
   };
   ctx.streams.add(stream);
+  const fail = (err: unknown) => {
+    if (!open) return;
+    finish();
+    call.emit(
+      "error",
+      toStatus(err, (e) => ctx.log.error({ err: e }, "lease keepalive failed")),
+    );
+  };
+  const serve = async (req: PbLeaseIdRequest) => {
+    if (!open) return;
+    const id = String(req.ID ?? "0");
+    // etcd answers a lease it does not know (no lease id is negative) with TTL 0.
+    const ttl = id.startsWith("-") ? 0 : await ctx.backend.keepAlive(id);
+    if (!open) return;
+    call.write({ header: ctx.header(ctx.backend.revision()), ID: id, TTL: int(ttl) });
+  };
   call.on("data", (req: PbLeaseIdRequest) => {
-    chain = chain.then(async () => {
-      if (!open) return;
-      const id = String(req.ID ?? "0");
-      let ttl = 0;
-      if (!id.startsWith("-")) {
-        try {
-          ttl = await ctx.backend.keepAlive(id);
-        } catch (err) {
-          if (!open) return;
-          finish();
-          call.emit(
-            "error",
-            toStatus(err, (e) => ctx.log.error({ err: e }, "lease keepalive failed")),
-          );
-          return;
-        }
-      }
-      if (!open) return;
-      call.write({ header: ctx.header(ctx.backend.revision()), ID: id, TTL: int(ttl) });
-    });
+    chain = chain.then(() => serve(req)).catch(fail);
   });
   call.on("end", () => {
-    chain = chain.then(() => {
-      if (!open) return;
-      finish();
-      call.end();
-    });
+    chain = chain
+      .then(() => {
+        if (!open) return;
+        finish();
+        call.end();
+      })
+      .catch(fail);
   });
   call.on("error", finish);
   call.on("cancelled", finish);

@@ -69,11 +69,13 @@ class WatchSession implements OpenStream {
     });
     // The client closed its side: etcd's recvLoop returns and the stream ends with OK.
     call.on("end", () => {
-      this.#chain = this.#chain.then(() => {
-        if (!this.#open) return;
-        this.#close();
-        call.end();
-      });
+      this.#chain = this.#chain
+        .then(() => {
+          if (!this.#open) return;
+          this.#close();
+          call.end();
+        })
+        .catch((err) => this.#fail(err));
     });
     call.on("error", () => this.#close());
     call.on("cancelled", () => this.#close());
@@ -107,7 +109,13 @@ class WatchSession implements OpenStream {
 
   #send(response: object): void {
     if (!this.#open) return;
-    this.#call.write(response);
+    try {
+      this.#call.write(response);
+    } catch (err) {
+      // The call is gone (the client left mid-write): nothing more can reach it.
+      this.#ctx.log.debug({ err }, "watch stream write failed");
+      this.#close();
+    }
   }
 
   async #serve(req: PbWatchRequest): Promise<void> {
