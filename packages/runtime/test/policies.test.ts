@@ -111,8 +111,11 @@ describe("timeout", () => {
     await assert.rejects(running, /client went away/);
   });
 
-  it("refuses a timeout that is not a positive number", () => {
+  it("refuses a timeout that is not a positive number a timer can hold", () => {
     assert.throws(() => timeout(0), InvalidArgumentError);
+    assert.throws(() => timeout(Number.POSITIVE_INFINITY), /timeout\.timeoutMs/);
+    assert.throws(() => timeout(2 ** 31), /longest timer/);
+    assert.throws(() => exponentialBackoff({ maxMs: 2 ** 40 }), /backoff\.maxMs/);
     assert.throws(() => timeout(100, { strategy: "eager" as "cooperative" }), /timeout\.strategy/);
   });
 });

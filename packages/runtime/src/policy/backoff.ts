@@ -1,6 +1,6 @@
 // Backoffs as small values: start() gives a fresh sequence of delays for one execution.
 import { InvalidArgumentError } from "@cairn/core";
-import { nonNegative, positive } from "../check.js";
+import { MAX_TIMER_MS, nonNegative, positive, timerDelay } from "../check.js";
 import type { Random } from "../random.js";
 
 export interface BackoffSequence {
@@ -32,7 +32,7 @@ export interface ExponentialBackoffOptions {
 
 export function exponentialBackoff(options: ExponentialBackoffOptions = {}): Backoff {
   const initial = positive(options.initialMs, 100, "backoff.initialMs");
-  const max = positive(options.maxMs, 10_000, "backoff.maxMs");
+  const max = timerDelay(options.maxMs, 10_000, "backoff.maxMs");
   const factor = positive(options.factor, 2, "backoff.factor");
   const jitter = options.jitter ?? "full";
   if (jitter !== "full" && jitter !== "decorrelated" && jitter !== "none") {
@@ -63,5 +63,11 @@ export function exponentialBackoff(options: ExponentialBackoffOptions = {}): Bac
 
 export function constantBackoff(delayMs: number): Backoff {
   const delay = nonNegative(delayMs, 0, "backoff.delayMs");
+  if (delay > MAX_TIMER_MS) {
+    throw new InvalidArgumentError(
+      "backoff.delayMs",
+      `${delay} ms is longer than the longest timer (${MAX_TIMER_MS} ms)`,
+    );
+  }
   return { start: () => ({ next: () => delay }) };
 }

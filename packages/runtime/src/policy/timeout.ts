@@ -1,7 +1,7 @@
 // Timeout: the signal handed to fn really aborts when time is up (with a TimeoutError as its
 // reason), so fetch, undici and the store stop the work instead of leaking it.
 import { InvalidArgumentError } from "@cairn/core";
-import { positive } from "../check.js";
+import { timerDelay } from "../check.js";
 import { type Clock, systemClock } from "../clock.js";
 import { TimeoutError } from "../errors.js";
 import { Emitter, type Event } from "../events.js";
@@ -33,7 +33,7 @@ export class TimeoutPolicy implements Policy {
     readonly timeoutMs: number,
     options: TimeoutOptions = {},
   ) {
-    positive(timeoutMs, 0, "timeout.timeoutMs");
+    timerDelay(timeoutMs, 0, "timeout.timeoutMs");
     const strategy = options.strategy ?? "cooperative";
     if (strategy !== "cooperative" && strategy !== "aggressive") {
       throw new InvalidArgumentError(
