@@ -2,14 +2,16 @@
 // message and a non-zero exit code (1: the operation failed, 2: the command line was wrong).
 import { parseArgs } from "node:util";
 import { isCairnError } from "@cairn/core";
+import { cfg } from "./cfg.js";
 import { Context, type Io, UsageError } from "./context.js";
 import { kv } from "./kv.js";
+import { elect, lock } from "./lock.js";
 import { svc } from "./svc.js";
 
 export type Command = (ctx: Context, args: string[]) => Promise<number>;
 
 /** The command groups; each parses its own arguments. */
-export const commands: Record<string, Command> = { kv, svc };
+export const commands: Record<string, Command> = { kv, svc, cfg, lock, elect };
 
 export const USAGE = `usage: cairn [--endpoints host:port,…] [--namespace NS] [--json] COMMAND …
 
@@ -22,6 +24,13 @@ export const USAGE = `usage: cairn [--endpoints host:port,…] [--namespace NS] 
   svc register SERVICE --address A --port P [--id ID] [--protocol P] [--weight W]
                [--zone Z] [--version V] [--tag T]… [--meta k=v]… [--ttl S]
   svc deregister SERVICE ID
+  cfg get|history NAME [--group G]
+  cfg put NAME VALUE|- [--group G] [--author A] [--comment C]   (VALUE: JSON, else a string)
+  cfg diff NAME FROM TO [--group G]
+  cfg rollback NAME VERSION [--group G]
+  lock NAME [--ttl S] -- COMMAND [ARGS…]   runs COMMAND holding the lock (env CAIRN_FENCING_TOKEN)
+  elect NAME VALUE [--ttl S]               campaigns, then leads until Ctrl-C
+  elect NAME --listen                      prints each leader as it changes
 
 --endpoints defaults to $CAIRN_ENDPOINTS or 127.0.0.1:2379 (cairn server or etcd alike).`;
 

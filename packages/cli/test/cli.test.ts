@@ -204,3 +204,76 @@ describe("cairn svc", () => {
     assert.match(noPort.err, /--port is required/);
   });
 });
+
+describe("cairn cfg", () => {
+  it("put, get, history, diff and rollback", async () => {
+    const ns = ["--namespace", "clicfg"];
+    assert.equal(
+      (await cairn([...ns, "cfg", "put", "db", '{"host":"a","port":5432}', "--comment", "first"])).out,
+      "version 1\n",
+    );
+    assert.equal((await cairn([...ns, "cfg", "put", "db", "-"], '{"host":"b","port":5432}')).out, "version 2\n");
+    const got = await cairn([...ns, "cfg", "get", "db"]);
+    assert.deepEqual(JSON.parse(got.out), { host: "b", port: 5432 });
+    const history = await cairn([...ns, "cfg", "history", "db"]);
+    assert.match(history.out, /^VERSION\s+OP\s+AUTHOR\s+TIME\s+COMMENT\n1\s+put\s+.*first\n2\s+put/);
+    const diff = await cairn([...ns, "cfg", "diff", "db", "1", "2"]);
+    assert.match(diff.out, /host\s+changed\s+"a"\s+"b"/);
+    assert.equal((await cairn([...ns, "cfg", "rollback", "db", "1"])).out, "version 3 (content of version 1)\n");
+    assert.deepEqual(JSON.parse((await cairn([...ns, "cfg", "get", "db"])).out), { host: "a", port: 5432 });
+    const missing = await cairn([...ns, "cfg", "get", "nothing"]);
+    assert.equal(missing.code, 1);
+    assert.match(missing.err, /config not found/);
+  });
+});
+
+describe("cairn lock and elect", () => {
+  it("lock runs each command alone, in turn, with growing fencing tokens, and passes on its exit code", async () => {
+    const script = 'echo "start $CAIRN_FENCING_TOKEN"; sleep 0.4; echo "end $CAIRN_FENCING_TOKEN"';
+    const runs = await Promise.all([1, 2, 3].map(() => cairn(["lock", "jobs", "--", "sh", "-c", script])));
+    const spans = runs.map((r) => {
+      assert.equal(r.code, 0, r.err);
+      const [start, end] = r.out.trim().split("\n");
+      const token = Number(start?.split(" ")[1]);
+      assert.equal(end, `end ${token}`);
+      return token;
+    });
+    assert.equal(new Set(spans).size, 3, "each holder had its own token");
+    const failing = await cairn(["lock", "jobs", "--", "sh", "-c", "exit 3"]);
+    assert.equal(failing.code, 3);
+    const usage = await cairn(["lock", "jobs"]);
+    assert.equal(usage.code, 2);
+  });
+
+  it("lock holders never overlap", async () => {
+    // Each holder appends "in" then "out" to a shared file; overlapping holders would interleave.
+    const file = `/tmp/cairn-lock-${process.pid}-${Date.now()}`;
+    const script = `echo in >> ${file}; sleep 0.2; echo out >> ${file}`;
+    await Promise.all([1, 2, 3, 4].map(() => cairn(["lock", "overlap", "--", "sh", "-c", script])));
+    const { readFileSync, rmSync } = await import("node:fs");
+    const lines = readFileSync(file, "utf8").trim().split("\n");
+    rmSync(file, { force: true });
+    assert.deepEqual(lines, ["in", "out", "in", "out", "in", "out", "in", "out"]);
+  });
+
+  it("elect leads until interrupted; the next candidate then leads; --listen sees both", async () => {
+    const listen = start(["elect", "chief", "--listen"]);
+    const first = start(["elect", "chief", "alpha"]);
+    await first.next(/\/elections\/chief\/\d+ alpha$/);
+    await listen.next(/ alpha$/);
+    const second = start(["elect", "chief", "beta"]);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(second.lines.length, 0, "the second candidate waits");
+    const firstExit = exited(first.child);
+    first.child.kill("SIGINT");
+    assert.equal(await firstExit, 0);
+    await second.next(/ beta$/);
+    await listen.next(/ beta$/);
+    const secondExit = exited(second.child);
+    const listenExit = exited(listen.child);
+    second.child.kill("SIGINT");
+    listen.child.kill("SIGINT");
+    assert.equal(await secondExit, 0);
+    assert.equal(await listenExit, 0);
+  });
+});
