@@ -114,8 +114,8 @@ describe("redis lock (single redis-server)", () => {
 
   it("auto-extension keeps a lock well past its TTL", async () => {
     const key = freshKey();
-    const hold = await redisLock(client(), key, { ttlMs: 300 }).acquire();
-    await sleep(1_000);
+    const hold = await redisLock(client(), key, { ttlMs: 1_000 }).acquire();
+    await sleep(2_500);
     assert.equal(hold.signal.aborted, false);
     assert.equal(await redisLock(client(), key).tryAcquire(), undefined, "nobody else can take it");
     await hold.release();
