@@ -390,6 +390,8 @@ export function lockTests(target: RecipesTarget): void {
     const fence = new TokenFence();
     assert.equal(fence.admit(current.fencingToken), true);
     assert.equal(fence.admit(stale.fencingToken), false);
+    assert.equal(fence.highest, current.fencingToken);
+    assert.throws(() => fence.admit(0), (err) => isCairnError(err, "EINVALID") && /token/.test(err.message));
     await current.release();
   });
 
