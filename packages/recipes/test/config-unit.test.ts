@@ -229,12 +229,31 @@ describe("config: file layer", () => {
     }
   });
 
-  it("refuses a missing file unless optional, and YAML", async () => {
+  it("refuses a missing file unless optional", async () => {
     await assert.rejects(loadConfig({ file: "/nonexistent/cairn.json" }), fieldIs("file"));
     const config = await loadConfig({ defaults: { a: 1 }, file: { path: "/nonexistent/cairn.json", optional: true } });
     assert.deepEqual(config.value, { a: 1 });
     config.close();
-    await assert.rejects(loadConfig({ file: "app.yaml" }), fieldIs("file"));
+  });
+
+  it("reads a YAML file as plain data, and refuses what JSON cannot hold", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "cairn-config-"));
+    dirs.push(dir);
+    const file = join(dir, "app.yaml");
+    await writeFile(file, "http:\n  port: 9000\n  hosts: [a, b]\nsince: 2024-01-01\nname: svc\n");
+    const config = await loadConfig({ defaults: { http: { port: 80, tls: false } }, file });
+    assert.deepEqual(config.value, {
+      http: { port: 9000, tls: false, hosts: ["a", "b"] },
+      since: "2024-01-01",
+      name: "svc",
+    });
+    config.close();
+    await writeFile(file, "limit: .inf\n");
+    await assert.rejects(loadConfig({ file }), fieldIs("file.limit"));
+    await writeFile(file, "- just\n- a list\n");
+    await assert.rejects(loadConfig({ file }), fieldIs("file"));
+    await writeFile(file, "a: 1\na: 2\n");
+    await assert.rejects(loadConfig({ file }), fieldIs("file"), "duplicate keys are an error");
   });
 });
 

@@ -1,15 +1,16 @@
-// Layered config as Viper sets it up: defaults < file (JSON) < environment variables < the
+// Layered config as Viper sets it up: defaults < file (JSON or YAML) < environment variables < the
 // config center, merged into one typed object, hot-reloaded from the store (and the file,
 // when asked), with a change event naming the paths that changed.
 import { type FSWatcher, watch as watchFs } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { basename, dirname, resolve } from "node:path";
 import { InvalidArgumentError, isCairnError } from "@cairn/core";
+import { parse as parseYaml } from "yaml";
 import type { z } from "zod";
 import { exponentialBackoff, pause } from "../backoff.js";
 import type { ConfigCenter, ConfigUpdate } from "./center.js";
 import { ConfigSchemaError } from "./errors.js";
-import { type DiffEntry, deepMerge, diff, isPlainObject } from "./json.js";
+import { type DiffEntry, deepMerge, diff, isPlainObject, toJsonText } from "./json.js";
 import { zodIssues } from "./schema.js";
 
 export type LayerName = "defaults" | "file" | "env" | "store";
@@ -18,7 +19,10 @@ export interface LayeredConfigOptions<T> {
   /** Parses the merged object: the typed value, and the gate a reload must pass. */
   readonly schema?: z.ZodType<T>;
   readonly defaults?: Readonly<Record<string, unknown>>;
-  /** A JSON file. `optional`: a missing file is an empty layer. `watch`: reload when it changes. */
+  /**
+   * A JSON file, or YAML when its name ends in .yaml/.yml. `optional`: a missing file is an
+   * empty layer. `watch`: reload when it changes.
+   */
   readonly file?: string | { readonly path: string; readonly optional?: boolean; readonly watch?: boolean };
   /**
    * Variables named `<PREFIX>_<KEY>`, `__` between nesting levels (`APP_DB__HOST`). Names match
@@ -88,7 +92,6 @@ export class LayeredConfig<T> {
     const file = typeof options.file === "string" ? { path: options.file } : options.file;
     if (file !== undefined) {
       if (typeof file.path !== "string" || file.path === "") throw new InvalidArgumentError("file", "expected a path");
-      if (/\.ya?ml$/i.test(file.path)) throw new InvalidArgumentError("file", "only JSON files are read (no YAML)");
       this.#filePath = resolve(file.path);
     }
     this.#options = options;
@@ -230,13 +233,18 @@ export class LayeredConfig<T> {
         return undefined;
       throw new InvalidArgumentError("file", `cannot read ${path}: ${(err as Error).message}`);
     }
+    const yaml = /\.ya?ml$/i.test(path);
     let data: unknown;
     try {
-      data = JSON.parse(text);
+      // YAML's core schema only: plain data, no custom tags; JSON would parse as YAML too, but
+      // a .json file is held to JSON.
+      data = yaml ? parseYaml(text, { schema: "core", merge: false }) : JSON.parse(text);
     } catch (err) {
-      throw new InvalidArgumentError("file", `${path} is not JSON: ${(err as Error).message}`);
+      throw new InvalidArgumentError("file", `${path} is not ${yaml ? "YAML" : "JSON"}: ${(err as Error).message}`);
     }
-    if (!isPlainObject(data)) throw new InvalidArgumentError("file", `${path} must hold a JSON object`);
+    if (!isPlainObject(data)) throw new InvalidArgumentError("file", `${path} must hold an object (a mapping)`);
+    // YAML can say what JSON cannot (dates stay strings in the core schema, but .inf and .nan do not).
+    toJsonText(data, "file");
     return data;
   }
 
