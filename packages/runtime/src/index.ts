@@ -9,6 +9,8 @@ export * from "./balancer/weighted-random.js";
 export * from "./balancer/weighted-round-robin.js";
 export * from "./balancer/zone-aware.js";
 export * from "./clock.js";
+export * from "./config.js";
+export * from "./context.js";
 export * from "./endpoint.js";
 export * from "./errors.js";
 export * from "./events.js";
