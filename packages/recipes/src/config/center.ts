@@ -268,6 +268,24 @@ export class ConfigCenter {
     }
   }
 
+  /**
+   * Removes every trace of the config — current value, history, schema, gray release — in
+   * one txn, so nothing is left to roll back to. For retiring a name for good; `delete` is
+   * the everyday deletion. Resolves whether anything was there.
+   */
+  async purge(name: string): Promise<boolean> {
+    const ns = this.namespace;
+    const result = await this.#store.txn({
+      success: [
+        { type: "delete", key: configKey(ns, this.group, name) },
+        { type: "delete", key: historyPrefix(ns, this.group, name), prefix: true },
+        { type: "delete", key: schemaKey(ns, this.group, name) },
+        { type: "delete", key: grayKey(ns, this.group, name) },
+      ],
+    });
+    return result.responses.some((r) => r.type === "delete" && r.deleted > 0);
+  }
+
   /** Restores the content of `version` as a new version (the config stays present, even for version 1). */
   async rollback(name: string, version: number, options: WriteOptions = {}): Promise<HistoryEntry> {
     segment(name, "name");

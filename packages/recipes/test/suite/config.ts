@@ -429,6 +429,11 @@ export function configTests(target: RecipesTarget): void {
     assert.equal(await center.get("app"), undefined);
     assert.equal(await center.delete("app"), undefined, "deleting what is absent writes nothing");
     assert.equal((await center.history("app")).length, 3);
+    assert.equal(await center.purge("app"), true);
+    const left = await store.range(`/cairn/${namespace}/`, { prefix: true, countOnly: true });
+    assert.equal(left.count, 0, "purge leaves nothing of the config");
+    assert.equal(await center.purge("app"), false);
+    assert.equal((await center.put("app", 1)).version, 1, "a purged name starts again at version 1");
   });
 
   it("rollback to version 1 and to a middle version restores each as a new version; the config stays", async () => {
