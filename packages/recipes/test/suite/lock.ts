@@ -307,6 +307,21 @@ export function lockTests(target: RecipesTarget): void {
     await holder.release();
   });
 
+  it("closing the session of a waiter and of a holder ends both: the waiter rejects, the holder is told, no key is left", async () => {
+    const namespace = freshNamespace("close");
+    const a = await client();
+    const sa = await openSession(a, { namespace, ttl: 10 });
+    const holder = await mutex(sa, "c").acquire();
+    const sb = await openSession(await client(), { namespace, ttl: 10 });
+    const waiting = mutex(sb, "c").acquire();
+    await queued(a, namespace, "c", 2);
+    await sb.close();
+    await assert.rejects(waiting, (err) => isCairnError(err, "ELEASE_LOST"));
+    await sa.close();
+    assert.ok(isCairnError(holder.signal.reason, "ELEASE_LOST"));
+    assert.equal((await a.range(`/cairn/${namespace}/locks/c/`, { prefix: true, countOnly: true })).count, 0);
+  });
+
   it("a lock holder whose lease is revoked by someone else is told at once, and the next waiter takes over", async () => {
     const namespace = freshNamespace("lost");
     const a = await client();
@@ -391,7 +406,10 @@ export function lockTests(target: RecipesTarget): void {
     assert.equal(fence.admit(current.fencingToken), true);
     assert.equal(fence.admit(stale.fencingToken), false);
     assert.equal(fence.highest, current.fencingToken);
-    assert.throws(() => fence.admit(0), (err) => isCairnError(err, "EINVALID") && /token/.test(err.message));
+    assert.throws(
+      () => fence.admit(0),
+      (err) => isCairnError(err, "EINVALID") && /token/.test(err.message),
+    );
     await current.release();
   });
 
