@@ -45,6 +45,11 @@ describe("every picker", () => {
       assert.deepEqual([...counts.keys()], ["a"]);
     });
 
+    it(`${name}: a snapshot with two endpoints of one id is refused`, () => {
+      const [a] = eps({ a: 1 });
+      assert.throws(() => make().build([a!, { ...a!, address: "10.9.9.9" }]), /duplicate endpoint id "a"/);
+    });
+
     it(`${name}: a snapshot with no healthy endpoint says how many it had`, () => {
       const picker = make().build(eps({ a: 1, b: 1 }, { a: { healthy: false }, b: { healthy: false } }));
       assert.throws(() => picker.pick(), /none of 2 endpoints is healthy/);

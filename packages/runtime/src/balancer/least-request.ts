@@ -5,6 +5,7 @@ import type { Endpoint } from "../endpoint.js";
 import { defaultRandom, type Random } from "../random.js";
 import type { Pick, Picker, PickerBuilder } from "./picker.js";
 import { usableOrError } from "./picker.js";
+import { trackById } from "./state.js";
 
 export interface LeastRequestOptions {
   readonly random?: Random;
@@ -42,27 +43,6 @@ class LeastRequestPicker implements Picker {
     chosen.inflight++;
     return chosen;
   }
-}
-
-/** Per-endpoint state kept by id across snapshots; endpoints that leave are forgotten. */
-export function trackById<S extends { endpoint: Endpoint }>(
-  states: Map<string, S>,
-  usable: readonly Endpoint[],
-  make: (e: Endpoint) => S,
-): S[] {
-  const present = new Set<string>();
-  const out = usable.map((e) => {
-    present.add(e.id);
-    let s = states.get(e.id);
-    if (s) s.endpoint = e;
-    else {
-      s = make(e);
-      states.set(e.id, s);
-    }
-    return s;
-  });
-  for (const id of states.keys()) if (!present.has(id)) states.delete(id);
-  return out;
 }
 
 export function leastRequest(options: LeastRequestOptions = {}): PickerBuilder {

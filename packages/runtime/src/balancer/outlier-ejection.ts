@@ -7,8 +7,8 @@ import { nonNegative, positive, positiveInt } from "../check.js";
 import { type Clock, systemClock } from "../clock.js";
 import { type Endpoint, isUsable } from "../endpoint.js";
 import { Emitter, type Event } from "../events.js";
-import { trackById } from "./least-request.js";
 import type { Outcome, Pick, PickContext, Picker, PickerBuilder } from "./picker.js";
+import { trackById } from "./state.js";
 
 export interface OutlierEjectionOptions {
   /** Failures in a row that eject an endpoint (default 5, Envoy's consecutive_5xx). */

@@ -5,9 +5,9 @@
 import { type Clock, systemClock } from "../clock.js";
 import type { Endpoint } from "../endpoint.js";
 import { defaultRandom, type Random } from "../random.js";
-import { trackById } from "./least-request.js";
 import type { Outcome, Pick, Picker, PickerBuilder } from "./picker.js";
 import { usableOrError } from "./picker.js";
+import { trackById } from "./state.js";
 
 export interface PeakEwmaOptions {
   /** Time constant of the decay (default 10,000 ms, Finagle's and linkerd's default). */

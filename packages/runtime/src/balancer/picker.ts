@@ -1,6 +1,7 @@
 // The picker contract (grpc-go's balancer/base model): a builder turns a snapshot of endpoints
 // into an immutable Picker, and a change of endpoints builds a new one. pick() does no I/O,
 // takes no locks and allocates nothing; with nothing to pick it throws NoEndpointError.
+import { InvalidArgumentError } from "@cairn/core";
 import { type Endpoint, isUsable } from "../endpoint.js";
 import { NoEndpointError } from "../errors.js";
 
@@ -60,8 +61,19 @@ export class ErrorPicker implements Picker {
   }
 }
 
-/** The usable endpoints of `snapshot`, or an ErrorPicker when there are none. */
+/**
+ * The usable endpoints of `snapshot`, or an ErrorPicker when there are none. Ids must be
+ * unique: per-endpoint state (in-flight counts, ejections) is kept by id.
+ */
 export function usableOrError(snapshot: readonly Endpoint[]): Endpoint[] | ErrorPicker {
+  if (!Array.isArray(snapshot)) {
+    throw new InvalidArgumentError("endpoints", `expected an array, got ${typeof snapshot}`);
+  }
+  const ids = new Set<string>();
+  for (const e of snapshot) {
+    if (ids.has(e.id)) throw new InvalidArgumentError("endpoints", `duplicate endpoint id ${JSON.stringify(e.id)}`);
+    ids.add(e.id);
+  }
   const usable = snapshot.filter(isUsable);
   return usable.length > 0 ? usable : new ErrorPicker(new NoEndpointError(snapshot.length));
 }
