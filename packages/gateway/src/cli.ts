@@ -1,0 +1,99 @@
+// `cairn gateway --port N [--endpoints a,b] [--namespace ns] [--admin-port N] [--data-dir d]`:
+// parses its arguments, runs the gateway, and drains on SIGTERM/SIGINT.
+import { parseArgs } from "node:util";
+import { runGateway } from "./run.js";
+
+export const USAGE =
+  "usage: cairn gateway --port N [--endpoints URL,...] [--namespace NS] [--admin-port N] [--data-dir DIR] [--drain-ms MS]";
+
+export interface GatewayArgs {
+  readonly port: number;
+  readonly endpoints?: string[];
+  readonly dataDir?: string;
+  readonly namespace?: string;
+  readonly adminPort?: number;
+  readonly drainMs?: number;
+}
+
+function port(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65_535) throw new Error(`${flag}: expected a port number, got ${value}`);
+  return n;
+}
+
+/** Parses the command line (without the leading "gateway"); throws with a message naming the flag. */
+export function parseGatewayArgs(argv: readonly string[]): GatewayArgs {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: {
+      port: { type: "string", short: "p" },
+      endpoints: { type: "string", multiple: true },
+      namespace: { type: "string", short: "n" },
+      "admin-port": { type: "string" },
+      "data-dir": { type: "string" },
+      "drain-ms": { type: "string" },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  const p = port(values.port, "--port");
+  if (p === undefined) throw new Error("--port is required");
+  const endpoints = values.endpoints?.flatMap((e) => e.split(",")).filter((e) => e.length > 0);
+  const drain = values["drain-ms"] === undefined ? undefined : Number(values["drain-ms"]);
+  if (drain !== undefined && !(Number.isFinite(drain) && drain >= 0))
+    throw new Error("--drain-ms: expected milliseconds");
+  const adminPort = port(values["admin-port"], "--admin-port");
+  return {
+    port: p,
+    ...(endpoints?.length ? { endpoints } : {}),
+    ...(values["data-dir"] !== undefined ? { dataDir: values["data-dir"] } : {}),
+    ...(values.namespace !== undefined ? { namespace: values.namespace } : {}),
+    ...(adminPort !== undefined ? { adminPort } : {}),
+    ...(drain !== undefined ? { drainMs: drain } : {}),
+  };
+}
+
+/** Runs `cairn gateway`; resolves with the exit code once the gateway has stopped. */
+export async function gatewayMain(argv: readonly string[]): Promise<number> {
+  let args: GatewayArgs;
+  try {
+    args = parseGatewayArgs(argv);
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n${USAGE}\n`);
+    return 2;
+  }
+  const running = await runGateway({
+    port: args.port,
+    ...(args.endpoints
+      ? { endpoints: args.endpoints }
+      : args.dataDir
+        ? { dataDir: args.dataDir }
+        : { endpoints: ["http://127.0.0.1:2379"] }),
+    ...(args.namespace !== undefined ? { namespace: args.namespace } : {}),
+    ...(args.adminPort !== undefined ? { adminPort: args.adminPort } : {}),
+    ...(args.drainMs !== undefined ? { drainMs: args.drainMs } : {}),
+  });
+  process.stdout.write(`cairn gateway listening on :${running.port}\n`);
+  await new Promise<void>((resolve) => {
+    const stop = () => {
+      process.off("SIGTERM", stop);
+      process.off("SIGINT", stop);
+      void running.close().then(resolve, resolve);
+    };
+    process.on("SIGTERM", stop);
+    process.on("SIGINT", stop);
+  });
+  return 0;
+}
+
+const invoked = process.argv[1] !== undefined && import.meta.url === new URL(`file://${process.argv[1]}`).href;
+if (invoked) {
+  gatewayMain(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (err) => {
+      process.stderr.write(`cairn gateway: ${(err as Error).message}\n`);
+      process.exit(1);
+    },
+  );
+}

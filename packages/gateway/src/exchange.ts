@@ -1,0 +1,133 @@
+// The Exchange record the gateway hands to plugins, and the header work every request needs:
+// dropping hop-by-hop headers, X-Forwarded-*, the route's header operations, path rewriting.
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
+import type { TLSSocket } from "node:tls";
+import type { Exchange } from "./plugin.js";
+import type { Route } from "./schema.js";
+
+/** Headers that belong to one connection, not to the request (RFC 9110 §7.6.1), plus Node's framing. */
+const HOP_BY_HOP = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "proxy-authenticate",
+  "proxy-authorization",
+  "te",
+  "trailer",
+  "trailers",
+  "transfer-encoding",
+  "upgrade",
+  "http2-settings",
+]);
+
+export class GatewayExchange implements Exchange {
+  upstreamPath: string;
+  maxBodyBytes: number;
+  consumer = "";
+  status = 0;
+  upstream = "";
+  errorCode = "";
+  params: Readonly<Record<string, string>>;
+  routeId = "";
+  readonly locals: Record<string, unknown> = {};
+  readonly upstreamHeaders: Record<string, string | string[]>;
+
+  constructor(
+    readonly req: IncomingMessage,
+    readonly res: ServerResponse,
+    readonly requestId: string,
+    readonly method: string,
+    readonly host: string,
+    readonly path: string,
+    readonly query: string,
+    readonly clientIp: string,
+    readonly startedAt: number,
+    maxBodyBytes: number,
+  ) {
+    this.upstreamPath = path + query;
+    this.maxBodyBytes = maxBodyBytes;
+    this.params = {};
+    this.upstreamHeaders = forwardHeaders(req, clientIp);
+  }
+
+  /** The request's headers as received (what routes match on). */
+  get headers(): IncomingHttpHeaders {
+    return this.req.headers;
+  }
+}
+
+/** The request's headers minus hop-by-hop ones, with X-Forwarded-For/Proto/Host set. */
+export function forwardHeaders(req: IncomingMessage, clientIp: string): Record<string, string | string[]> {
+  const src: IncomingHttpHeaders = req.headers;
+  const out: Record<string, string | string[]> = {};
+  const connection = src.connection;
+  const named =
+    connection && connection !== "keep-alive" && connection !== "close" ? connectionTokens(connection) : undefined;
+  for (const name in src) {
+    const value = src[name];
+    if (value === undefined || HOP_BY_HOP.has(name) || named?.has(name)) continue;
+    out[name] = value;
+  }
+  const xff = src["x-forwarded-for"];
+  out["x-forwarded-for"] = xff ? `${Array.isArray(xff) ? xff.join(", ") : xff}, ${clientIp}` : clientIp;
+  out["x-forwarded-proto"] = (req.socket as TLSSocket).encrypted ? "https" : "http";
+  if (src.host !== undefined) out["x-forwarded-host"] = src.host;
+  return out;
+}
+
+function connectionTokens(value: string): Set<string> {
+  return new Set(value.split(",").map((t) => t.trim().toLowerCase()));
+}
+
+/** The upstream's response headers minus hop-by-hop ones (Node frames the response itself). */
+export function responseHeaders(src: IncomingHttpHeaders): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  for (const name in src) {
+    const value = src[name];
+    if (value === undefined || HOP_BY_HOP.has(name)) continue;
+    out[name] = value;
+  }
+  return out;
+}
+
+type HeaderOps = NonNullable<Route["requestHeaders"]>;
+
+export function applyHeaderOps(headers: Record<string, unknown>, ops: HeaderOps | undefined): void {
+  if (!ops) return;
+  for (const name of ops.remove) delete headers[name.toLowerCase()];
+  for (const [name, value] of Object.entries(ops.set)) headers[name.toLowerCase()] = value;
+  for (const [name, value] of Object.entries(ops.add)) {
+    const key = name.toLowerCase();
+    const current = headers[key];
+    if (current === undefined) headers[key] = value;
+    else headers[key] = Array.isArray(current) ? [...current, value] : [String(current), value];
+  }
+}
+
+/** The path to send upstream after the route's rewrite (query kept as is). */
+export function rewritePath(
+  route: Route,
+  regex: RegExp | undefined,
+  path: string,
+  query: string,
+  params: Readonly<Record<string, string>>,
+  matchedLength: number,
+): string {
+  const rw = route.rewrite;
+  if (!rw) return path + query;
+  let out = path;
+  if (rw.path !== undefined) {
+    out = rw.path.replace(/:([A-Za-z_][A-Za-z0-9_]*)/g, (whole, name: string) =>
+      params[name] !== undefined ? encodeURIComponent(params[name]!) : whole,
+    );
+  } else {
+    if (rw.stripPrefix) out = path.slice(matchedLength) || "/";
+    if (regex && rw.regex) out = out.replace(regex, rw.regex.replacement);
+  }
+  if (rw.addPrefix !== undefined) {
+    const prefix = rw.addPrefix.endsWith("/") ? rw.addPrefix.slice(0, -1) : rw.addPrefix;
+    out = prefix + (out.startsWith("/") ? out : `/${out}`);
+  }
+  if (!out.startsWith("/")) out = `/${out}`;
+  return out + query;
+}

@@ -1,0 +1,607 @@
+// The gateway: an HTTP server that matches each request against the live route table, runs
+// the route's plugins, and proxies to an upstream endpoint over undici pools (bodies streamed
+// both ways, WebSocket upgrades piped), with retries, breaker and outlier ejection from the
+// runtime. A request holds the compiled route it matched until it ends, so a reload never
+// changes a request mid-way. close() drains: no new connections, in-flight requests finish.
+import { randomUUID } from "node:crypto";
+import { createServer, type IncomingMessage, type OutgoingHttpHeaders, type Server, ServerResponse } from "node:http";
+import type { AddressInfo, Socket } from "node:net";
+import { performance } from "node:perf_hooks";
+import { pipeline, Transform } from "node:stream";
+import { InvalidArgumentError, type Store } from "@cairn/core";
+import { segment } from "@cairn/recipes";
+import { hashString, type Pick, type PickContext, type RetryPolicy } from "@cairn/runtime";
+import pino, { type Logger } from "pino";
+import { Registry } from "prom-client";
+import type { Dispatcher } from "undici";
+import { applyHeaderOps, GatewayExchange, responseHeaders, rewritePath } from "./exchange.js";
+import { DEFAULT_NAMESPACE } from "./keys.js";
+import type { GatewayPlugin, PluginInstance, Reply } from "./plugin.js";
+import { builtinPlugins } from "./plugins/index.js";
+import { RouteSchemaError, zodIssues } from "./schema.js";
+import { type CompiledRoute, RouteTable, type TableStatus } from "./table.js";
+import { PoolSet, type Upstream, UpstreamRegistry } from "./upstream.js";
+
+export interface GlobalPluginRef {
+  readonly name: string;
+  readonly config?: Record<string, unknown>;
+}
+
+export interface GatewayOptions {
+  readonly store: Store;
+  readonly namespace?: string;
+  /** Third-party plugins, beside the built-in ones (same name: replaces the built-in). */
+  readonly plugins?: readonly GatewayPlugin<unknown>[];
+  /** Plugins run for every request (before the route's own), including unmatched ones. */
+  readonly globalPlugins?: readonly GlobalPluginRef[];
+  /** Default: pino at info to stdout. */
+  readonly logger?: Logger;
+  /** Default request body limit (default: none). */
+  readonly maxBodyBytes?: number;
+  /** How often the store is probed for an outage while the watch is quiet (default 1,000 ms). */
+  readonly storeProbeMs?: number;
+}
+
+export interface CloseOptions {
+  /** How long in-flight requests may take to finish before their connections are cut (default 10,000 ms). */
+  readonly drainMs?: number;
+}
+
+/** An error from the upstream side, marked so the breaker counts it (a client's abort is not). */
+type Marked = Error & { upstreamFailure?: boolean; code?: string };
+
+class StatusError extends Error {
+  readonly upstreamFailure = true;
+  readonly code = "EUPSTREAM_STATUS";
+  constructor(readonly status: number) {
+    super(`upstream answered ${status}`);
+  }
+}
+
+class BodyTooLargeError extends Error {
+  readonly code = "ETOO_LARGE";
+  constructor(limit: number) {
+    super(`request body is over the limit of ${limit} bytes`);
+  }
+}
+
+const REQUEST_ID = /^[\x21-\x7e]{1,200}$/;
+const CONNECT_CODES = new Set([
+  "ECONNREFUSED",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "UND_ERR_CONNECT_TIMEOUT",
+]);
+const TIMEOUT_CODES = new Set([
+  "UND_ERR_HEADERS_TIMEOUT",
+  "UND_ERR_BODY_TIMEOUT",
+  "UND_ERR_CONNECT_TIMEOUT",
+  "ETIMEOUT",
+]);
+
+function codeOf(err: unknown): string {
+  for (let e = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string") return code;
+  }
+  return "";
+}
+
+function classify(err: unknown): { status: number; code: string; message: string } {
+  const code = codeOf(err);
+  const message = err instanceof Error ? err.message : String(err);
+  if (code === "ENO_ENDPOINT") return { status: 503, code, message };
+  if (code === "ECIRCUIT_OPEN") return { status: 503, code, message };
+  if (code === "ETOO_LARGE") return { status: 413, code, message };
+  if (TIMEOUT_CODES.has(code)) return { status: 504, code: "ETIMEOUT", message: `upstream timed out (${message})` };
+  return { status: 502, code: "EUPSTREAM", message: `upstream failed: ${message}${code ? ` (${code})` : ""}` };
+}
+
+function splitUrl(url: string): [string, string] {
+  const q = url.indexOf("?");
+  return q < 0 ? [url, ""] : [url.slice(0, q), url.slice(q)];
+}
+
+function hostOf(header: string | undefined): string {
+  if (!header) return "";
+  if (header.startsWith("[")) return header.slice(0, header.indexOf("]") + 1).toLowerCase();
+  const colon = header.indexOf(":");
+  return (colon < 0 ? header : header.slice(0, colon)).toLowerCase();
+}
+
+function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers["content-length"];
+  if (length !== undefined) return length !== "0";
+  return req.headers["transfer-encoding"] !== undefined;
+}
+
+export class Gateway {
+  readonly namespace: string;
+  readonly store: Store;
+  readonly logger: Logger;
+  readonly metrics = new Registry();
+  readonly table: RouteTable;
+  readonly server: Server;
+  readonly #pools = new PoolSet();
+  readonly #upstreams: UpstreamRegistry;
+  readonly #global: { onRequest: PluginInstance[]; onResponse: PluginInstance[]; onDone: PluginInstance[] };
+  readonly #globalInstances: PluginInstance[] = [];
+  readonly #maxBody: number;
+  readonly #sockets = new Set<Socket>();
+  #inflight = 0;
+  #drained: (() => void) | undefined;
+  #draining = false;
+  #closed: Promise<void> | undefined;
+
+  constructor(options: GatewayOptions) {
+    if (!options || typeof options !== "object" || !options.store) {
+      throw new InvalidArgumentError("store", "the gateway needs a store");
+    }
+    this.store = options.store;
+    this.namespace = segment(options.namespace ?? DEFAULT_NAMESPACE, "namespace");
+    this.logger = options.logger ?? pino({ name: "cairn-gateway" });
+    this.#maxBody = options.maxBodyBytes ?? Number.POSITIVE_INFINITY;
+    const plugins = builtinPlugins(options.plugins ?? []);
+    this.#upstreams = new UpstreamRegistry({
+      store: this.store,
+      namespace: this.namespace,
+      pools: this.#pools,
+      logger: this.logger,
+    });
+    const globals = (options.globalPlugins ?? []).map((ref, i) => {
+      const plugin = plugins.get(ref.name);
+      if (!plugin)
+        throw new InvalidArgumentError(`globalPlugins[${i}].name`, `unknown plugin ${JSON.stringify(ref.name)}`);
+      const config = plugin.configSchema.safeParse(ref.config ?? {});
+      if (!config.success)
+        throw new RouteSchemaError("globalPlugins", zodIssues(config.error, `globalPlugins[${i}].config`));
+      return plugin.create(config.data, {
+        store: this.store,
+        namespace: this.namespace,
+        routeId: "",
+        logger: this.logger,
+        metrics: this.metrics,
+      });
+    });
+    this.#globalInstances = globals;
+    this.#global = {
+      onRequest: globals.filter((p) => p.onRequest),
+      onResponse: globals.filter((p) => p.onResponse).reverse(),
+      onDone: globals.filter((p) => p.onDone).reverse(),
+    };
+    this.table = new RouteTable({
+      store: this.store,
+      namespace: this.namespace,
+      plugins,
+      upstreams: this.#upstreams,
+      logger: this.logger,
+      metrics: this.metrics,
+      ...(options.storeProbeMs !== undefined ? { probeMs: options.storeProbeMs } : {}),
+    });
+    this.server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => this.handle(req, res));
+    this.server.on("upgrade", (req: IncomingMessage, socket: Socket, head: Buffer) =>
+      this.handleUpgrade(req, socket, head),
+    );
+    this.server.on("connection", (socket: Socket) => {
+      this.#sockets.add(socket);
+      socket.once("close", () => this.#sockets.delete(socket));
+    });
+  }
+
+  /** Starts syncing routes and resolves once the first route list is loaded. */
+  async start(): Promise<void> {
+    this.table.start();
+    await this.table.ready;
+  }
+
+  /** Starts (if not yet) and listens; resolves with the bound address. */
+  async listen(port = 0, host = "0.0.0.0"): Promise<AddressInfo> {
+    await this.start();
+    await new Promise<void>((resolve, reject) => {
+      this.server.once("error", reject);
+      this.server.listen(port, host, () => {
+        this.server.off("error", reject);
+        resolve();
+      });
+    });
+    const address = this.server.address() as AddressInfo;
+    this.logger.info({ port: address.port, namespace: this.namespace }, "gateway listening");
+    return address;
+  }
+
+  status(): TableStatus & { readonly inflight: number; readonly upstreams: number; readonly pools: number } {
+    return {
+      ...this.table.status(),
+      inflight: this.#inflight,
+      upstreams: this.#upstreams.size,
+      pools: this.#pools.size,
+    };
+  }
+
+  /** The request handler (usable from another http server too). */
+  handle(req: IncomingMessage, res: ServerResponse): void {
+    const startedAt = performance.now();
+    const [path, query] = splitUrl(req.url ?? "/");
+    const incomingId = req.headers["x-request-id"];
+    const requestId = typeof incomingId === "string" && REQUEST_ID.test(incomingId) ? incomingId : randomUUID();
+    const ex = new GatewayExchange(
+      req,
+      res,
+      requestId,
+      req.method ?? "GET",
+      hostOf(req.headers.host),
+      path,
+      query,
+      req.socket.remoteAddress ?? "",
+      startedAt,
+      this.#maxBody,
+    );
+    this.#inflight++;
+    if (this.#draining) res.setHeader("connection", "close");
+    const match = this.table.router.match(ex);
+    const route = match?.value;
+    if (route && match) {
+      route.enter();
+      ex.routeId = route.id;
+      ex.params = match.params;
+      ex.upstreamPath = rewritePath(route.route, route.rewriteRegex, path, query, match.params, match.matchedLength);
+      applyHeaderOps(ex.upstreamHeaders, route.route.requestHeaders);
+    }
+    res.once("close", () => this.#finish(ex, route));
+    void this.#serve(ex, route).catch((err) => {
+      this.logger.error({ err, requestId }, "gateway failed on a request");
+      this.#reply(ex, route, classify(err));
+    });
+  }
+
+  async #serve(ex: GatewayExchange, route: CompiledRoute | undefined): Promise<void> {
+    for (const p of this.#global.onRequest) {
+      let r = p.onRequest!(ex);
+      if (r !== undefined && typeof (r as Promise<unknown>).then === "function") r = await r;
+      if (r) return this.#send(ex, route, r as Reply);
+    }
+    if (!route) {
+      return this.#reply(ex, route, {
+        status: 404,
+        code: "ENO_ROUTE",
+        message: `no route for ${ex.method} ${ex.host}${ex.path}`,
+      });
+    }
+    for (const p of route.onRequest) {
+      let r = p.onRequest!(ex);
+      if (r !== undefined && typeof (r as Promise<unknown>).then === "function") r = await r;
+      if (r) return this.#send(ex, route, r as Reply);
+    }
+    if (ex.req.destroyed && !ex.req.complete) return;
+    await this.#forward(ex, route);
+  }
+
+  #finish(ex: GatewayExchange, route: CompiledRoute | undefined): void {
+    if (ex.status === 0) ex.status = ex.res.headersSent ? ex.res.statusCode : 499;
+    if (route) {
+      for (const p of route.onDone) this.#safe(() => p.onDone!(ex));
+    }
+    for (const p of this.#global.onDone) this.#safe(() => p.onDone!(ex));
+    route?.leave();
+    if (--this.#inflight === 0) this.#drained?.();
+  }
+
+  #safe(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.logger.warn({ err }, "plugin hook failed");
+    }
+  }
+
+  #outboundHooks(ex: GatewayExchange, route: CompiledRoute | undefined, headers: OutgoingHttpHeaders): void {
+    if (route) {
+      applyHeaderOps(headers, route.route.responseHeaders);
+      for (const p of route.onResponse) this.#safe(() => p.onResponse!(ex, headers));
+    }
+    for (const p of this.#global.onResponse) this.#safe(() => p.onResponse!(ex, headers));
+  }
+
+  #reply(
+    ex: GatewayExchange,
+    route: CompiledRoute | undefined,
+    error: { status: number; code: string; message: string },
+  ): void {
+    ex.errorCode = error.code;
+    this.#send(ex, route, {
+      status: error.status,
+      body: { error: { code: error.code, message: error.message }, requestId: ex.requestId },
+    });
+  }
+
+  /** Answers from the gateway itself (a plugin's reply or an error), through the outbound hooks. */
+  #send(ex: GatewayExchange, route: CompiledRoute | undefined, reply: Reply): void {
+    const res = ex.res;
+    if (res.headersSent || res.destroyed) {
+      res.destroy();
+      return;
+    }
+    let body: string | Buffer | undefined;
+    const headers: OutgoingHttpHeaders = {};
+    if (reply.body !== undefined) {
+      if (typeof reply.body === "string" || Buffer.isBuffer(reply.body)) body = reply.body;
+      else {
+        body = JSON.stringify(reply.body);
+        headers["content-type"] = "application/json; charset=utf-8";
+      }
+      headers["content-length"] = Buffer.byteLength(body);
+    }
+    for (const [k, v] of Object.entries(reply.headers ?? {})) headers[k.toLowerCase()] = v as string;
+    ex.status = reply.status;
+    this.#outboundHooks(ex, route, headers);
+    // An unread request body would leave the connection unusable: close it after the reply.
+    if (!ex.req.complete) headers.connection = "close";
+    res.writeHead(reply.status, headers);
+    res.end(body);
+  }
+
+  async #forward(ex: GatewayExchange, route: CompiledRoute): Promise<void> {
+    const up = route.upstream;
+    const req = ex.req;
+    if (up.balancer.snapshot.length === 0 && up.spec.upstream.type === "service") {
+      await Promise.race([up.ready, new Promise((r) => setTimeout(r, Math.min(route.route.timeoutMs, 5_000)))]);
+    }
+    const withBody = hasBody(req);
+    const policy: RetryPolicy = !withBody && up.retryMethods.has(ex.method) ? up.retryIdempotent : up.retryUnsent;
+    const maxAttempts = up.spec.retry.maxAttempts;
+    const controller = new AbortController();
+    const onClose = () => {
+      if (!ex.res.writableFinished) controller.abort();
+    };
+    ex.res.once("close", onClose);
+    let body: NodeJS.ReadableStream | null = null;
+    if (withBody) {
+      if (Number.isFinite(ex.maxBodyBytes)) {
+        const limit = ex.maxBodyBytes;
+        let seen = 0;
+        const counter = new Transform({
+          transform(chunk: Buffer, _enc, cb) {
+            seen += chunk.length;
+            if (seen > limit) cb(new BodyTooLargeError(limit));
+            else cb(null, chunk);
+          },
+        });
+        req.pipe(counter);
+        body = counter;
+      } else {
+        body = req;
+      }
+    }
+    let attempt = 0;
+    const hashing = up.spec.upstream.picker === "ring_hash";
+    const ctx: PickContext | undefined = hashing && up.hashOn === "ip" ? { hash: hashString(ex.clientIp) } : undefined;
+    const hashHeader = hashing && up.hashOn.startsWith("header:") ? up.hashOn.slice(7).toLowerCase() : undefined;
+    const timeoutMs = route.route.timeoutMs;
+    let chosen: Pick | undefined;
+    let chosenAt = 0;
+    const once = async (signal: AbortSignal): Promise<Dispatcher.ResponseData> => {
+      attempt++;
+      let pickCtx = ctx;
+      if (hashHeader !== undefined) {
+        const v = req.headers[hashHeader];
+        pickCtx = { key: (Array.isArray(v) ? v[0] : v) ?? ex.clientIp };
+      }
+      const pick = up.balancer.pick(pickCtx);
+      const e = pick.endpoint;
+      const t0 = performance.now();
+      try {
+        const response = await up.pool(e).request({
+          path: ex.upstreamPath,
+          method: ex.method as Dispatcher.HttpMethod,
+          headers: ex.upstreamHeaders,
+          body: body as Dispatcher.DispatchOptions["body"],
+          signal,
+          headersTimeout: timeoutMs,
+          bodyTimeout: timeoutMs,
+        });
+        if (
+          response.statusCode >= 500 &&
+          up.retryStatuses.has(response.statusCode) &&
+          attempt < maxAttempts &&
+          policy === up.retryIdempotent
+        ) {
+          pick.done(performance.now() - t0, "server-error");
+          response.body.dump().catch(() => {});
+          throw new StatusError(response.statusCode);
+        }
+        chosen = pick;
+        chosenAt = t0;
+        ex.upstream = e.id;
+        return response;
+      } catch (err) {
+        if (err instanceof StatusError) throw err;
+        const local = controller.signal.aborted || codeOf(err) === "ETOO_LARGE";
+        const code = codeOf(err);
+        pick.done(
+          performance.now() - t0,
+          local ? "local-error" : CONNECT_CODES.has(code) ? "connect-failure" : "server-error",
+        );
+        if (!local) (err as Marked).upstreamFailure = true;
+        ex.upstream = e.id;
+        throw err;
+      }
+    };
+    let response: Dispatcher.ResponseData;
+    try {
+      response = up.breaker
+        ? await up.breaker.execute((s) => policy.execute(once, s), controller.signal)
+        : await policy.execute(once, controller.signal);
+    } catch (err) {
+      ex.res.off("close", onClose);
+      if (controller.signal.aborted) {
+        ex.errorCode = "ECANCELLED";
+        return;
+      }
+      const failure =
+        err instanceof StatusError ? { status: 502, code: "EUPSTREAM", message: err.message } : classify(err);
+      if (failure.status !== 413)
+        this.logger.debug({ err, route: route.id, requestId: ex.requestId }, "upstream failure");
+      return this.#reply(ex, route, failure);
+    }
+    this.#stream(ex, route, up, response, chosen!, chosenAt, onClose);
+  }
+
+  #stream(
+    ex: GatewayExchange,
+    route: CompiledRoute,
+    _up: Upstream,
+    response: Dispatcher.ResponseData,
+    pick: Pick,
+    t0: number,
+    onClose: () => void,
+  ): void {
+    const res = ex.res;
+    const headers = responseHeaders(response.headers);
+    ex.status = response.statusCode;
+    this.#outboundHooks(ex, route, headers);
+    if (this.#draining) headers.connection = "close";
+    res.writeHead(response.statusCode, headers);
+    pipeline(response.body, res, (err) => {
+      res.off("close", onClose);
+      if (err) {
+        const local = !res.writableFinished && res.destroyed && !response.body.destroyed;
+        pick.done(performance.now() - t0, local ? "local-error" : "server-error");
+        if (!res.destroyed) res.destroy();
+        return;
+      }
+      pick.done(performance.now() - t0, response.statusCode >= 500 ? "server-error" : "success");
+    });
+  }
+
+  /** WebSocket (and other) upgrades: plugins run, then the two sockets are piped together. */
+  handleUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
+    const res = new ServerResponse(req);
+    res.assignSocket(socket);
+    const startedAt = performance.now();
+    const [path, query] = splitUrl(req.url ?? "/");
+    const incomingId = req.headers["x-request-id"];
+    const requestId = typeof incomingId === "string" && REQUEST_ID.test(incomingId) ? incomingId : randomUUID();
+    const ex = new GatewayExchange(
+      req,
+      res,
+      requestId,
+      req.method ?? "GET",
+      hostOf(req.headers.host),
+      path,
+      query,
+      socket.remoteAddress ?? "",
+      startedAt,
+      this.#maxBody,
+    );
+    socket.on("error", () => socket.destroy());
+    const match = this.table.router.match(ex);
+    const route = match?.value;
+    if (route && match) {
+      route.enter();
+      ex.routeId = route.id;
+      ex.params = match.params;
+      ex.upstreamPath = rewritePath(route.route, route.rewriteRegex, path, query, match.params, match.matchedLength);
+      applyHeaderOps(ex.upstreamHeaders, route.route.requestHeaders);
+    }
+    this.#inflight++;
+    let finished = false;
+    const finish = () => {
+      if (finished) return;
+      finished = true;
+      this.#finish(ex, route);
+    };
+    socket.once("close", finish);
+    void (async () => {
+      for (const p of [...this.#global.onRequest, ...(route?.onRequest ?? [])]) {
+        let r = p.onRequest!(ex);
+        if (r !== undefined && typeof (r as Promise<unknown>).then === "function") r = await r;
+        if (r) return this.#send(ex, route, r as Reply);
+      }
+      if (!route) {
+        return this.#reply(ex, route, {
+          status: 404,
+          code: "ENO_ROUTE",
+          message: `no route for ${ex.method} ${ex.path}`,
+        });
+      }
+      const up = route.upstream;
+      if (up.balancer.snapshot.length === 0) await Promise.race([up.ready, new Promise((r) => setTimeout(r, 2_000))]);
+      const pick = up.balancer.pick(up.hashOn === "ip" ? { hash: hashString(ex.clientIp) } : undefined);
+      const t0 = performance.now();
+      ex.upstream = pick.endpoint.id;
+      const headers = { ...ex.upstreamHeaders };
+      const upgrade = req.headers.upgrade ?? "websocket";
+      let data: Dispatcher.UpgradeData;
+      try {
+        data = await up.pool(pick.endpoint).upgrade({
+          path: ex.upstreamPath,
+          method: ex.method,
+          headers,
+          protocol: upgrade,
+        });
+      } catch (err) {
+        pick.done(performance.now() - t0, CONNECT_CODES.has(codeOf(err)) ? "connect-failure" : "server-error");
+        return this.#reply(ex, route, classify(err));
+      }
+      pick.done(performance.now() - t0, "success");
+      const upstream = data.socket;
+      const out = responseHeaders(data.headers);
+      ex.status = 101;
+      this.#outboundHooks(ex, route, out);
+      let head101 = `HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: ${upgrade}\r\n`;
+      for (const [name, value] of Object.entries(out)) {
+        if (value === undefined) continue;
+        for (const v of Array.isArray(value) ? value : [value]) head101 += `${name}: ${v}\r\n`;
+      }
+      res.detachSocket(socket);
+      socket.write(`${head101}\r\n`);
+      if (head.length > 0) upstream.write(head);
+      upstream.on("error", () => socket.destroy());
+      socket.on("close", () => upstream.destroy());
+      upstream.on("close", () => socket.destroy());
+      upstream.pipe(socket);
+      socket.pipe(upstream);
+    })().catch((err) => {
+      this.logger.warn({ err, requestId }, "upgrade failed");
+      if (!res.headersSent) this.#reply(ex, route, classify(err));
+      else socket.destroy();
+    });
+  }
+
+  /** Stops taking connections, lets in-flight requests finish (up to drainMs), then releases everything. */
+  close(options: CloseOptions = {}): Promise<void> {
+    this.#closed ??= this.#close(options.drainMs ?? 10_000);
+    return this.#closed;
+  }
+
+  async #close(drainMs: number): Promise<void> {
+    this.#draining = true;
+    const closed = new Promise<void>((resolve) => {
+      if (!this.server.listening) return resolve();
+      this.server.close(() => resolve());
+    });
+    this.server.closeIdleConnections();
+    if (this.#inflight > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, drainMs);
+        this.#drained = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+    this.server.closeAllConnections();
+    for (const socket of this.#sockets) socket.destroy();
+    await closed;
+    this.table.close();
+    this.#upstreams.closeAll();
+    for (const p of this.#globalInstances) {
+      try {
+        await p.close?.();
+      } catch {}
+    }
+    await this.#pools.close();
+  }
+}
