@@ -1,6 +1,14 @@
 // A session owns one kept-alive lease that locks and elections hang their keys on (etcd's
 // concurrency.Session): when the lease is lost, everything held through the session is lost.
-import { InvalidArgumentError, isCairnError, type Lease, type LeaseId, LeaseLostError, type Store } from "@cairn/core";
+import {
+  InvalidArgumentError,
+  isCairnError,
+  type Lease,
+  type LeaseId,
+  LeaseLostError,
+  type LeaseLostReason,
+  type Store,
+} from "@cairn/core";
 import { DEFAULT_NAMESPACE, segment } from "./keys.js";
 
 export interface SessionOptions {
@@ -33,6 +41,8 @@ export interface Session {
 }
 
 const DEFAULT_TTL = 10;
+/** Ways a lease ends for which the store no longer has it (or cannot be asked). */
+const GONE: readonly LeaseLostReason[] = ["revoked", "expired", "not-found", "closed"];
 
 /** Grants a lease with keepalive and wraps it in a session. */
 export async function openSession(store: Store, options: SessionOptions = {}): Promise<Session> {
@@ -100,10 +110,13 @@ class LeaseSession implements Session {
   }
 
   async #revoke(): Promise<void> {
-    if (this.#lease.signal.aborted) {
-      this.#end(this.#lease.signal.reason);
+    const reason: unknown = this.#lease.signal.reason;
+    if (reason instanceof LeaseLostError && GONE.includes(reason.reason)) {
+      this.#end(reason);
       return;
     }
+    // Revoke also a lease given up for lost (keepalives unanswered is not expiry) or orphaned:
+    // the store may still hold it, and a revoke frees its keys now rather than a TTL from now.
     let timer: NodeJS.Timeout | undefined;
     try {
       // etcd's Session.Close: if revoke takes longer than the TTL, the lease has expired anyway.
@@ -114,7 +127,11 @@ class LeaseSession implements Session {
         }),
       ]);
     } catch (err) {
-      if (!isCairnError(err, "ELEASE_NOT_FOUND") && !isCairnError(err, "ELEASE_LOST")) {
+      if (
+        !isCairnError(err, "ELEASE_NOT_FOUND") &&
+        !isCairnError(err, "ELEASE_LOST") &&
+        !isCairnError(err, "ECLOSED")
+      ) {
         this.#lease.release();
         this.#end(new LeaseLostError(this.lease, "closed", "session closed; revoke failed, the lease will expire"));
         throw err;

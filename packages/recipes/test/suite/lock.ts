@@ -83,13 +83,14 @@ export function lockTests(target: RecipesTarget): void {
     await s.close();
   });
 
-  it("an orphaned session stops vouching at once but leaves its lease to run out in the store", async () => {
+  it("an orphaned session stops vouching at once but leaves its lease to run out; close() still revokes it", async () => {
     const store = await client();
     const s = await session(store, freshNamespace("orph"), 5);
     s.orphan();
     assert.equal(s.signal.aborted, true);
     assert.ok((await store.timeToLive(s.lease)).ttl > 0, "the lease still lives until its TTL");
-    await store.revoke(s.lease);
+    await s.close();
+    assert.equal((await store.timeToLive(s.lease)).ttl, -1, "close() after orphan() revokes, as etcd's Close");
   });
 
   it("bad names, TTLs and sources are refused naming the field", async () => {
