@@ -294,6 +294,47 @@ export function lockTests(target: RecipesTarget): void {
     await lock.release();
   });
 
+  it("with waiters aborting at random mid-queue, the rest are served in their order and no key is left", async () => {
+    const namespace = freshNamespace("churn");
+    const a = await client();
+    const holder = await mutex(await session(a, namespace), "churn").acquire();
+    const order: number[] = [];
+    const waiters: { aborter: AbortController; done: Promise<"aborted" | "held"> }[] = [];
+    for (let i = 0; i < 8; i++) {
+      const aborter = new AbortController();
+      const m = mutex(await session(await client(), namespace), "churn");
+      const done = m.acquire(aborter.signal).then(
+        async (lock) => {
+          order.push(i);
+          await sleep(3);
+          await lock.release();
+          return "held" as const;
+        },
+        (err) => {
+          if (err !== aborter.signal.reason) throw err;
+          return "aborted" as const;
+        },
+      );
+      waiters.push({ aborter, done });
+      await queued(a, namespace, "churn", i + 2);
+    }
+    const doomed = new Set([1, 2, 5, 7]);
+    await Promise.all(
+      [...doomed].map(async (i) => {
+        await sleep(Math.random() * 30);
+        waiters[i]?.aborter.abort(new Error(`waiter ${i} gives up`));
+      }),
+    );
+    await holder.release();
+    const outcomes = await Promise.all(waiters.map((w) => w.done));
+    assert.deepEqual(
+      outcomes,
+      waiters.map((_, i) => (doomed.has(i) ? "aborted" : "held")),
+    );
+    assert.deepEqual(order, [0, 3, 4, 6]);
+    assert.equal((await a.range(`/cairn/${namespace}/locks/churn/`, { prefix: true, countOnly: true })).count, 0);
+  });
+
   it("release() while waiting gives up the wait and leaves no key", async () => {
     const namespace = freshNamespace("giveup");
     const a = await client();
