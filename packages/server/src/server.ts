@@ -9,6 +9,7 @@ import { DEFAULT_LIMITS, type StoreLimits } from "@cairn/core";
 import { type EmbeddedStore, openEmbedded } from "@cairn/embedded";
 import { type Server as GrpcServer, ServerCredentials } from "@grpc/grpc-js";
 import { type Logger, pino } from "pino";
+import { AuthStore } from "./grpc/auth-store.js";
 import { embeddedBackend, headerFiller, type Identity, type OpenStream, type ServiceContext } from "./grpc/context.js";
 import { type CallObserver, createGrpcServer } from "./grpc/server.js";
 import { createHttpServer } from "./http.js";
@@ -83,6 +84,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     log,
     header: headerFiller(identity),
     streams,
+    auth: new AuthStore(options.dataDir),
   };
   let ready = false;
   let grpc: GrpcServer | undefined;

@@ -131,7 +131,7 @@ describe("cairn server's proto files", () => {
       }
     }
     assert.ok(fields > 100, `compared only ${fields} fields`);
-    for (const service of ["KV", "Watch", "Lease", "Cluster", "Maintenance"]) {
+    for (const service of ["KV", "Watch", "Lease", "Cluster", "Maintenance", "Auth"]) {
       const mine = ours[`etcdserverpb.${service}`] as Record<
         string,
         { path: string; requestStream: boolean; responseStream: boolean }

@@ -101,10 +101,22 @@ export type Message = Record<string, any>;
 
 export interface RawClient {
   /** One unary call; rejects with the gRPC error (code, details). */
-  call(service: "KV" | "Lease" | "Maintenance" | "Cluster", method: string, req: Message): Promise<Message>;
+  call(
+    service: "KV" | "Lease" | "Maintenance" | "Cluster" | "Auth",
+    method: string,
+    req: Message,
+    token?: string,
+  ): Promise<Message>;
   /** A bidirectional stream (Watch.Watch or Lease.LeaseKeepAlive). */
-  stream(service: "Watch" | "Lease", method: string): grpc.ClientDuplexStream<Message, Message>;
+  stream(service: "Watch" | "Lease", method: string, token?: string): grpc.ClientDuplexStream<Message, Message>;
   close(): void;
+}
+
+/** Call metadata carrying an auth token as etcd clients send it. */
+function metadata(token: string | undefined): grpc.Metadata {
+  const m = new grpc.Metadata();
+  if (token !== undefined) m.set("token", token);
+  return m;
 }
 
 export function rawClient(address: string): RawClient {
@@ -120,17 +132,17 @@ export function rawClient(address: string): RawClient {
     return c as unknown as Record<string, Function>;
   };
   return {
-    call: (service, method, req) =>
+    call: (service, method, req, token) =>
       new Promise((resolve, reject) => {
         const c = client(service);
         const fn = c[method] as Function;
-        fn.call(c, req, { deadline: Date.now() + 10_000 }, (err: Error | null, res: Message) =>
+        fn.call(c, req, metadata(token), { deadline: Date.now() + 10_000 }, (err: Error | null, res: Message) =>
           err ? reject(err) : resolve(res),
         );
       }),
-    stream: (service, method) => {
+    stream: (service, method, token) => {
       const c = client(service);
-      return (c[method] as Function).call(c) as grpc.ClientDuplexStream<Message, Message>;
+      return (c[method] as Function).call(c, metadata(token)) as grpc.ClientDuplexStream<Message, Message>;
     },
     close: () => {
       for (const c of clients.values()) c.close();
@@ -185,3 +197,35 @@ export class Inbox {
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Runs etcdctl (v3 API) against `address` to completion. */
+export function runEtcdctl(
+  address: string,
+  args: string[],
+  input = "",
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn("etcdctl", [`--endpoints=${address}`, ...args], {
+      env: { ...process.env, ETCDCTL_API: "3" },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (c: string) => {
+      stdout += c;
+    });
+    child.stderr.setEncoding("utf8").on("data", (c: string) => {
+      stderr += c;
+    });
+    child.on("error", reject);
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`etcdctl ${args.join(" ")} did not finish within 15 s: ${stdout} ${stderr}`));
+    }, 15_000);
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+    child.stdin.end(input);
+  });
+}

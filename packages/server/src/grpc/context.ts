@@ -3,6 +3,7 @@
 import { type LeaseId, LeaseNotFoundError, type Store, type StoreLimits } from "@cairn/core";
 import type { EmbeddedStore } from "@cairn/embedded";
 import type { Logger } from "pino";
+import type { AuthStore } from "./auth-store.js";
 import type { HeaderOf } from "./convert.js";
 
 /** The store as the gRPC services need it: the contract plus two things remote clients need. */
@@ -53,6 +54,7 @@ export interface ServiceContext {
   readonly log: Logger;
   readonly header: HeaderOf;
   readonly streams: Set<OpenStream>;
+  readonly auth: AuthStore;
 }
 
 /** The raft term every header reports: a fresh one-member etcd is at term 2 after its election. */

@@ -21,7 +21,7 @@ export function loadEtcdProto(): PackageDefinition {
   return loadSync(["etcdserverpb/rpc.proto"], { ...LOADER_OPTIONS, includeDirs: [PROTO_DIR] });
 }
 
-export type ServiceName = "KV" | "Watch" | "Lease" | "Cluster" | "Maintenance";
+export type ServiceName = "KV" | "Watch" | "Lease" | "Cluster" | "Maintenance" | "Auth";
 
 export function serviceDefinition(pkg: PackageDefinition, name: ServiceName): ServiceDefinition {
   const def = pkg[`etcdserverpb.${name}`];

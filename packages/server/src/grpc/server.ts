@@ -8,6 +8,7 @@ import {
   type ServiceDefinition,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { authorize, authService, tokenOf } from "./auth.js";
 import type { ServiceContext } from "./context.js";
 import { ETCD_ERRORS, StatusError, toStatus } from "./errors.js";
 import { kvService } from "./kv.js";
@@ -62,7 +63,8 @@ export function createGrpcServer(ctx: ServiceContext, options: GrpcServerOptions
       let pending: Promise<object>;
       try {
         if (oversized.has(call.request)) throw new StatusError(ETCD_ERRORS.requestTooLarge);
-        pending = fn(call.request as never);
+        const request = call.request;
+        pending = authorize(ctx, method, request, tokenOf(call.metadata)).then(() => fn(request as never));
       } catch (err) {
         pending = Promise.reject(err);
       }
@@ -97,5 +99,6 @@ export function createGrpcServer(ctx: ServiceContext, options: GrpcServerOptions
   });
   server.addService(sized(serviceDefinition(pkg, "Maintenance")), implement("Maintenance", maintenanceService(ctx)));
   server.addService(sized(serviceDefinition(pkg, "Cluster")), implement("Cluster", clusterService(ctx)));
+  server.addService(sized(serviceDefinition(pkg, "Auth")), implement("Auth", authService(ctx)));
   return server;
 }

@@ -4,6 +4,7 @@
 // cancelled with compact_revision set, as etcd's watch server does (v3rpc/watch.go).
 import { CompactedError, type WatchEvent, type Watcher, type WatchFilter } from "@cairn/core";
 import type { ServerDuplexStream } from "@grpc/grpc-js";
+import { tokenOf } from "./auth.js";
 import type { OpenStream, ServiceContext } from "./context.js";
 import { eventOf, eventSize, int, watchRange } from "./convert.js";
 import { ETCD_ERRORS, toStatus } from "./errors.js";
@@ -59,10 +60,12 @@ class WatchSession implements OpenStream {
   /** Requests are served one at a time, in order: a cancel never overtakes its create. */
   #chain: Promise<void> = Promise.resolve();
   #open = true;
+  readonly #token: string | undefined;
 
   constructor(ctx: ServiceContext, call: WatchCall) {
     this.#ctx = ctx;
     this.#call = call;
+    this.#token = tokenOf(call.metadata);
     ctx.streams.add(this);
     call.on("data", (req: PbWatchRequest) => {
       this.#chain = this.#chain.then(() => this.#serve(req)).catch((err) => this.#fail(err));
@@ -164,6 +167,15 @@ class WatchSession implements OpenStream {
       while (this.#watches.has(this.#nextId.toString())) this.#nextId++;
       id = this.#nextId.toString();
       this.#nextId++;
+    }
+    // etcd's isWatchPermitted: the stream's token must allow reading the whole range.
+    if (this.#ctx.auth.enabled) {
+      try {
+        this.#ctx.auth.check(this.#ctx.auth.caller(this.#token), "read", key, req.range_end);
+      } catch (err) {
+        this.#refuse(toStatus(err).details);
+        return;
+      }
     }
     const filters: WatchFilter[] = [];
     for (const f of req.filters ?? []) {
