@@ -28,6 +28,7 @@ import {
 import { type DiffEntry, diff, isPlainObject, type JsonValue, toJsonText } from "./json.js";
 import { configKey, configPrefix, grayKey, historyKey, historyPrefix, MAX_VERSION, schemaKey } from "./keys.js";
 import { checkAgainst, type JsonSchema, type SchemaInput, toJsonSchema, zodIssues } from "./schema.js";
+import { sharedWatchKeys } from "./shared-watch.js";
 import { readKeys, watchKeys } from "./watch-keys.js";
 
 export const DEFAULT_GROUP = "default";
@@ -212,11 +213,16 @@ export class ConfigCenter {
   async *#watch<T>(name: string, keys: string[], opts: WatchOptions<T>): AsyncGenerator<ConfigUpdate<T>> {
     let last: string | undefined;
     let first = true;
-    for await (const state of watchKeys(this.#store, keys, {
+    const common = {
       ...(opts.signal ? { signal: opts.signal } : {}),
-      ...(opts.after !== undefined ? { after: opts.after } : {}),
       ...(opts.onRelist ? { onRelist: opts.onRelist } : {}),
-    })) {
+    };
+    // Readers from "now" share one store watch per client; one from an earlier read has its own.
+    const states =
+      opts.after === undefined
+        ? sharedWatchKeys(this.#store, keys, common)
+        : watchKeys(this.#store, keys, { ...common, after: opts.after });
+    for await (const state of states) {
       const identity = this.#identity(name, state.kvs);
       const baseline = first && opts.after !== undefined && state.revision === opts.after;
       first = false;

@@ -327,6 +327,44 @@ export function configTests(target: RecipesTarget): void {
     for (const w of watches) assert.deepEqual(w.values(), [{ n: 0 }, { n: 1 }]);
   });
 
+  it("watchers of one config on one client share one store watch, and each still gets every change", async () => {
+    const namespace = freshNamespace("cfg");
+    const writer = configCenter(await client(), { namespace });
+    await writer.put("shared", 0);
+    const base = await client();
+    let watches = 0;
+    const counted = new Proxy(base, {
+      get: (target, prop) => {
+        const value: unknown = Reflect.get(target, prop, target);
+        if (typeof value !== "function") return value;
+        if (prop === "watch") {
+          return (...args: Parameters<Store["watch"]>) => {
+            watches++;
+            return target.watch(...args);
+          };
+        }
+        return value.bind(target);
+      },
+    });
+    const early = Array.from({ length: 5 }, () => watchInto(configCenter(counted, { namespace }), "shared"));
+    await waitFor("the early watchers' first update", () => early.every((w) => w.seen.length === 1));
+    await writer.put("shared", 1);
+    await waitFor("the early watchers to see 1", () => early.every((w) => w.seen.length === 2));
+    const late = watchInto(configCenter(counted, { namespace }), "shared");
+    await waitFor("the late watcher's first update", () => late.seen.length === 1);
+    assert.equal(late.seen[0]?.initial, true, "a late joiner starts from the current state");
+    await writer.put("shared", 2);
+    await waitFor("everyone to see 2", () => [...early, late].every((w) => w.values().at(-1) === 2));
+    assert.equal(watches, 1, "one store watch served six readers");
+    await Promise.all([...early, late].map((w) => w.stop()));
+    for (const w of early) assert.deepEqual(w.values(), [0, 1, 2]);
+    assert.deepEqual(late.values(), [1, 2]);
+    const again = watchInto(configCenter(counted, { namespace }), "shared");
+    await waitFor("a new watcher after everyone left", () => again.seen.length === 1);
+    await again.stop();
+    assert.equal(watches, 2, "the shared watch closed with its last reader and opens again on demand");
+  });
+
   it("of concurrent writers expecting the same version exactly one wins; the other is told", async () => {
     const namespace = freshNamespace("cfg");
     const a = configCenter(await client(), { namespace });
