@@ -1,7 +1,9 @@
 // The single-Redis lock against a real redis-server: exclusion, token-checked release and
 // extension, validity that runs out, abort, and the weakness it documents (a restart forgets).
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
 import { isCairnError } from "@cairn/core";
 import { Redis } from "ioredis";
 import { type RedisLockHold, redisLock } from "../src/index.js";
@@ -159,6 +161,37 @@ describe("redis lock (single redis-server)", () => {
       server.cont();
     }
     await hold.release();
+  });
+
+  it("a holder process SIGSTOPped past the validity loses the lock; on SIGCONT it is told, and its release spares the new holder", async () => {
+    const key = freshKey();
+    const proc = spawn(
+      process.execPath,
+      [fileURLToPath(new URL("./holder-child.js", import.meta.url)), String(server.port), key],
+      {
+        stdio: ["pipe", "pipe", "inherit"],
+      },
+    );
+    const lines: string[] = [];
+    proc.stdout.setEncoding("utf8");
+    proc.stdout.on("data", (chunk: string) => lines.push(...chunk.split("\n").filter(Boolean)));
+    try {
+      await waitFor("the child to hold", () => lines.some((l) => l.startsWith("held ")), 10_000);
+      const redis = client();
+      assert.equal(await redisLock(redis, key).tryAcquire(), undefined, "held by the child");
+      proc.kill("SIGSTOP");
+      const next = await redisLock(redis, key, { ttlMs: 5_000, retryMaxMs: 100 }).acquire(AbortSignal.timeout(5_000));
+      proc.kill("SIGCONT");
+      await waitFor("the child to be told", () => lines.includes("lost ELEASE_LOST"), 5_000);
+      proc.stdin.write("release\n");
+      await waitFor("the child's release", () => lines.some((l) => l.startsWith("released ")), 5_000);
+      assert.ok(lines.includes("released false"), lines.join(" | "));
+      assert.equal(await redis.get(key), next.token, "the new holder's key is untouched");
+      await next.release();
+    } finally {
+      proc.kill("SIGCONT");
+      proc.kill("SIGKILL");
+    }
   });
 
   it("a Redis restart forgets the lock: a second holder gets it while the first still holds (the documented weakness), and the first learns at its next extension", async () => {
