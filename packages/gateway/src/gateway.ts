@@ -7,7 +7,7 @@ import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type OutgoingHttpHeaders, type Server, ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { performance } from "node:perf_hooks";
-import { pipeline, Transform } from "node:stream";
+import { pipeline, Readable } from "node:stream";
 import { InvalidArgumentError, type Store } from "@cairn/core";
 import { segment } from "@cairn/recipes";
 import { hashString, type Pick, type PickContext, type RetryPolicy } from "@cairn/runtime";
@@ -55,6 +55,55 @@ class StatusError extends Error {
   readonly code = "EUPSTREAM_STATUS";
   constructor(readonly status: number) {
     super(`upstream answered ${status}`);
+  }
+}
+
+/**
+ * The request body for one attempt: attaches to the request stream on the first read only
+ * (undici reads after connecting), counts bytes against the limit, and on destroy detaches
+ * without destroying the request.
+ */
+class LazyBody extends Readable {
+  started = false;
+  #seen = 0;
+  readonly #onData = (chunk: Buffer) => {
+    this.#seen += chunk.length;
+    if (this.#seen > this.limit) {
+      this.#detach();
+      this.destroy(new BodyTooLargeError(this.limit));
+      return;
+    }
+    if (!this.push(chunk)) this.source.pause();
+  };
+  readonly #onEnd = () => this.push(null);
+  readonly #onError = (err: Error) => this.destroy(err);
+
+  constructor(
+    private readonly source: IncomingMessage,
+    private readonly limit: number,
+  ) {
+    super();
+  }
+
+  override _read(): void {
+    if (!this.started) {
+      this.started = true;
+      this.source.on("data", this.#onData);
+      this.source.once("end", this.#onEnd);
+      this.source.once("error", this.#onError);
+    }
+    this.source.resume();
+  }
+
+  #detach(): void {
+    this.source.off("data", this.#onData);
+    this.source.off("end", this.#onEnd);
+    this.source.off("error", this.#onError);
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.#detach();
+    cb(err);
   }
 }
 
@@ -356,24 +405,7 @@ export class Gateway {
       if (!ex.res.writableFinished) controller.abort();
     };
     ex.res.once("close", onClose);
-    let body: NodeJS.ReadableStream | null = null;
-    if (withBody) {
-      if (Number.isFinite(ex.maxBodyBytes)) {
-        const limit = ex.maxBodyBytes;
-        let seen = 0;
-        const counter = new Transform({
-          transform(chunk: Buffer, _enc, cb) {
-            seen += chunk.length;
-            if (seen > limit) cb(new BodyTooLargeError(limit));
-            else cb(null, chunk);
-          },
-        });
-        req.pipe(counter);
-        body = counter;
-      } else {
-        body = req;
-      }
-    }
+    let body: LazyBody | undefined;
     let attempt = 0;
     const hashing = up.spec.upstream.picker === "ring_hash";
     const ctx: PickContext | undefined = hashing && up.hashOn === "ip" ? { hash: hashString(ex.clientIp) } : undefined;
@@ -388,15 +420,19 @@ export class Gateway {
         const v = req.headers[hashHeader];
         pickCtx = { key: (Array.isArray(v) ? v[0] : v) ?? ex.clientIp };
       }
+      if (body?.started) throw new Error("the request body was partly sent already; it cannot be sent again");
       const pick = up.balancer.pick(pickCtx);
       const e = pick.endpoint;
+      // A fresh body per attempt that reads the request only once the upstream asks for it, so
+      // an attempt refused before sending leaves the request's body untouched for the next one.
+      if (withBody) body = new LazyBody(req, ex.maxBodyBytes);
       const t0 = performance.now();
       try {
         const response = await up.pool(e).request({
           path: ex.upstreamPath,
           method: ex.method as Dispatcher.HttpMethod,
           headers: ex.upstreamHeaders,
-          body: body as Dispatcher.DispatchOptions["body"],
+          body: body ?? null,
           signal,
           headersTimeout: timeoutMs,
           bodyTimeout: timeoutMs,

@@ -43,6 +43,22 @@ export function echoHandler(name: string, counter?: { count: number }) {
           req.socket.destroy();
           return;
         }
+        const big = Number(url.searchParams.get("bytes") ?? 0);
+        if (big > 0) {
+          res.writeHead(200, { "content-type": "application/octet-stream", "x-upstream": name });
+          const chunk = Buffer.alloc(64 * 1024, 120);
+          let left = big;
+          const write = () => {
+            while (left > 0) {
+              const n = Math.min(left, chunk.length);
+              left -= n;
+              if (!res.write(n === chunk.length ? chunk : chunk.subarray(0, n))) return void res.once("drain", write);
+            }
+            res.end();
+          };
+          write();
+          return;
+        }
         const status = url.pathname.match(/\/status\/(\d{3})$/);
         const body = JSON.stringify({ name, method: req.method, url: req.url, headers: req.headers, bytes });
         res.writeHead(status ? Number(status[1]) : 200, {

@@ -1,0 +1,246 @@
+// The proxy on an embedded store with real upstream servers: rewriting and forwarded headers,
+// bodies streamed both ways, upstream failures as 502/503/504 JSON with the request id,
+// retries only where safe, WebSocket upgrades, reloads that leave in-flight requests alone,
+// and a graceful shutdown that drains.
+import assert from "node:assert/strict";
+import { createServer, get as httpGet, type IncomingMessage } from "node:http";
+import type { AddressInfo } from "node:net";
+import { Readable } from "node:stream";
+import { after, before, describe, it } from "node:test";
+import type { Store } from "@cairn/core";
+import { openEmbedded } from "@cairn/embedded";
+import { register } from "@cairn/recipes";
+import { request } from "undici";
+import WebSocket, { WebSocketServer } from "ws";
+import { RouteAdmin } from "../src/index.js";
+import { type EchoServer, freshNamespace, startEcho, startGateway, staticRoute, waitFor } from "./helpers.js";
+
+let store: Store;
+let a: EchoServer;
+let b: EchoServer;
+const cleanups: (() => Promise<unknown> | unknown)[] = [];
+
+before(async () => {
+  store = openEmbedded();
+  a = await startEcho("a");
+  b = await startEcho("b");
+});
+
+after(async () => {
+  for (const c of cleanups.reverse()) await c();
+  await a.close();
+  await b.close();
+  await store.close();
+});
+
+async function setup(tag: string) {
+  const namespace = freshNamespace(tag);
+  const admin = new RouteAdmin(store, { namespace });
+  const gw = await startGateway(store, { namespace });
+  cleanups.push(() => gw.gateway.close({ drainMs: 100 }));
+  return { namespace, admin, ...gw };
+}
+
+/** Waits until the gateway has loaded the store's current revision. */
+async function synced(gw: { gateway: { status(): { revision: number } } }) {
+  const rev = (await store.status()).revision;
+  await waitFor("the gateway to catch up", () => gw.gateway.status().revision >= rev, 2_000, 2);
+}
+
+describe("proxy", () => {
+  it("forwards with the path rewritten, route headers applied and X-Forwarded-For/Proto/Host set", async () => {
+    const gw = await setup("fwd");
+    await gw.admin.put(
+      staticRoute("users", a.port, {
+        match: { path: "/api/users", hosts: ["shop.example.com"] },
+        rewrite: { stripPrefix: true, addPrefix: "/v2/users" },
+        requestHeaders: { set: { "x-route": "users" }, remove: ["x-secret"] },
+        responseHeaders: { set: { "x-served-by": "cairn" }, remove: ["x-upstream"] },
+      }),
+    );
+    await synced(gw);
+    // node:http rather than undici: undici refuses a Connection header naming other headers.
+    const res = await new Promise<IncomingMessage>((resolve, reject) => {
+      httpGet(
+        `${gw.url}/api/users/42?full=1`,
+        {
+          headers: {
+            host: "shop.example.com:8080",
+            "x-secret": "s",
+            "x-forwarded-for": "203.0.113.9",
+            connection: "x-hop",
+            "x-hop": "1",
+          },
+        },
+        resolve,
+      ).once("error", reject);
+    });
+    let text = "";
+    for await (const chunk of res) text += chunk;
+    const body = JSON.parse(text) as { url: string; headers: Record<string, string> };
+    assert.equal(res.statusCode, 200);
+    assert.equal(body.url, "/v2/users/42?full=1");
+    assert.equal(body.headers["x-route"], "users");
+    assert.equal(body.headers["x-secret"], undefined);
+    assert.equal(body.headers["x-hop"], undefined, "headers named in Connection are hop-by-hop");
+    assert.equal(body.headers["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+    assert.equal(body.headers["x-forwarded-proto"], "http");
+    assert.equal(body.headers["x-forwarded-host"], "shop.example.com:8080");
+    assert.equal(body.headers.host, "shop.example.com:8080");
+    assert.equal(res.headers["x-served-by"], "cairn");
+    assert.equal(res.headers["x-upstream"], undefined);
+    const other = await request(`${gw.url}/api/users/42`, { headers: { host: "other.example.com" } });
+    assert.equal(other.statusCode, 404);
+    assert.equal(((await other.body.json()) as { error: { code: string } }).error.code, "ENO_ROUTE");
+  });
+
+  it("streams bodies both ways: an 8 MiB upload arrives whole and an 8 MiB download comes back whole", async () => {
+    const gw = await setup("stream");
+    await gw.admin.put(staticRoute("r", a.port));
+    await synced(gw);
+    const size = 8 * 1024 * 1024;
+    const chunks = (function* () {
+      for (let i = 0; i < size / 65536; i++) yield Buffer.alloc(65536, 97);
+    })();
+    const up = await request(`${gw.url}/upload`, { method: "POST", body: Readable.from(chunks) });
+    assert.equal(up.statusCode, 200);
+    assert.equal(((await up.body.json()) as { bytes: number }).bytes, size);
+    const down = await request(`${gw.url}/download?bytes=${size}`);
+    let received = 0;
+    for await (const chunk of down.body) received += (chunk as Buffer).length;
+    assert.equal(received, size);
+  });
+
+  it("an upstream dying mid-request becomes a 502 JSON carrying the request id", async () => {
+    const gw = await setup("die");
+    await gw.admin.put(staticRoute("r", a.port, { plugins: [{ name: "request-id" }] }));
+    await synced(gw);
+    const res = await request(`${gw.url}/die`, { headers: { "x-request-id": "req-die-1" } });
+    assert.equal(res.statusCode, 502);
+    assert.equal(res.headers["x-request-id"], "req-die-1");
+    const body = (await res.body.json()) as { error: { code: string; message: string }; requestId: string };
+    assert.equal(body.error.code, "EUPSTREAM");
+    assert.equal(body.requestId, "req-die-1");
+  });
+
+  it("an upstream slower than the route's timeout becomes a 504; a service with no instance a 503", async () => {
+    const gw = await setup("timeout");
+    await gw.admin.putMany([
+      staticRoute("slow", a.port, { match: { path: "/slow" }, timeoutMs: 150, retry: { maxAttempts: 1 } }),
+      { id: "none", match: { path: "/none" }, upstream: { type: "service", service: "nobody" } },
+    ]);
+    await synced(gw);
+    const started = Date.now();
+    const slow = await request(`${gw.url}/slow?ms=2000`);
+    assert.equal(slow.statusCode, 504);
+    assert.equal(((await slow.body.json()) as { error: { code: string } }).error.code, "ETIMEOUT");
+    assert.ok(Date.now() - started < 1_500, "answered at the timeout, not when the upstream would have");
+    const none = await request(`${gw.url}/none`);
+    assert.equal(none.statusCode, 503);
+    assert.equal(((await none.body.json()) as { error: { code: string } }).error.code, "ENO_ENDPOINT");
+  });
+
+  it("a refused connection is retried elsewhere even for POST; a POST that reached the upstream is not", async () => {
+    const gw = await setup("retry");
+    const dead = createServer();
+    await new Promise<void>((r) => dead.listen(0, "127.0.0.1", r));
+    const deadPort = (dead.address() as AddressInfo).port;
+    await new Promise<void>((r) => dead.close(() => r()));
+    await gw.admin.put({
+      id: "r",
+      match: { path: "/" },
+      upstream: {
+        type: "static",
+        targets: [
+          { address: "127.0.0.1", port: deadPort },
+          { address: "127.0.0.1", port: a.port },
+        ],
+      },
+      outlierEjection: false,
+      retry: { maxAttempts: 3, backoffMs: 0 },
+    });
+    await synced(gw);
+    for (let i = 0; i < 6; i++) {
+      const res = await request(`${gw.url}/post`, { method: "POST", body: "x" });
+      assert.equal(res.statusCode, 200, "every POST lands on the live target");
+      await res.body.dump();
+    }
+    const before = a.count;
+    const res = await request(`${gw.url}/die`, { method: "POST", body: "x" });
+    await res.body.dump();
+    assert.equal(res.statusCode, 502);
+    assert.equal(a.count - before, 1, "the POST reached the upstream once and was not repeated");
+  });
+
+  it("WebSocket upgrades pass through to a registry-discovered upstream", async () => {
+    const namespace = freshNamespace("ws");
+    const server = createServer();
+    const wss = new WebSocketServer({ server });
+    wss.on("connection", (socket, req) => {
+      socket.on("message", (data) =>
+        socket.send(`echo:${data.toString()}:${req.headers["x-forwarded-for"]}:${req.url}`),
+      );
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const reg = await register(store, {
+      namespace,
+      service: "chat",
+      address: "127.0.0.1",
+      port: (server.address() as AddressInfo).port,
+    });
+    const admin = new RouteAdmin(store, { namespace });
+    await admin.put({
+      id: "ws",
+      match: { path: "/ws" },
+      upstream: { type: "service", service: "chat" },
+      rewrite: { stripPrefix: true, addPrefix: "/socket" },
+    });
+    const gw = await startGateway(store, { namespace });
+    try {
+      const ws = new WebSocket(`ws://127.0.0.1:${gw.port}/ws/room1`);
+      await new Promise<void>((resolve, reject) => {
+        ws.once("open", () => resolve());
+        ws.once("error", reject);
+      });
+      const reply = new Promise<string>((resolve) => ws.once("message", (d) => resolve(d.toString())));
+      ws.send("hello");
+      assert.equal(await reply, "echo:hello:127.0.0.1:/socket/room1");
+      ws.close();
+    } finally {
+      await gw.gateway.close({ drainMs: 200 });
+      await reg.close();
+      wss.close();
+      server.closeAllConnections();
+      server.close();
+    }
+  });
+
+  it("a request in flight finishes on the route it started with while new requests take the new one", async () => {
+    const gw = await setup("inflight");
+    await gw.admin.put(staticRoute("r", a.port));
+    await synced(gw);
+    const slow = request(`${gw.url}/slow?ms=400`);
+    await waitFor("the slow request to reach a", () => gw.gateway.status().inflight === 1, 2_000, 2);
+    await gw.admin.put(staticRoute("r", b.port));
+    await synced(gw);
+    const fresh = await request(`${gw.url}/now`);
+    assert.equal(((await fresh.body.json()) as { name: string }).name, "b");
+    const old = await slow;
+    assert.equal(old.statusCode, 200);
+    assert.equal(((await old.body.json()) as { name: string }).name, "a");
+  });
+
+  it("close() drains: a request in flight completes, and new connections are refused", async () => {
+    const namespace = freshNamespace("drain");
+    await new RouteAdmin(store, { namespace }).put(staticRoute("r", a.port));
+    const gw = await startGateway(store, { namespace });
+    const slow = request(`${gw.url}/slow?ms=300`);
+    await waitFor("the request to be in flight", () => gw.gateway.status().inflight === 1, 2_000, 2);
+    const closing = gw.gateway.close({ drainMs: 5_000 });
+    const res = await slow;
+    assert.equal(res.statusCode, 200);
+    assert.equal(((await res.body.json()) as { name: string }).name, "a");
+    await closing;
+    await assert.rejects(request(`${gw.url}/after`), /ECONNREFUSED/);
+  });
+});
