@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 // The `cairn` command. `cairn server` runs the server in the foreground until SIGTERM or
 // SIGINT, then shuts down gracefully.
+import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { pino } from "pino";
-import { startServer } from "./server.js";
+import { startServer, type TlsOptions } from "./server.js";
 
 const USAGE = `usage: cairn server [--data-dir DIR] [--grpc-port N] [--http-port M] [--host H] [--log-level LEVEL]
 
@@ -12,6 +13,11 @@ const USAGE = `usage: cairn server [--data-dir DIR] [--grpc-port N] [--http-port
   --http-port M      HTTP port for /healthz and /readyz (default 8700; 0 picks a free one)
   --host H           interface to listen on (default 127.0.0.1)
   --log-level LEVEL  pino level: fatal, error, warn, info, debug, trace (default info)
+  --cert-file F      serve gRPC and HTTP over TLS with this PEM certificate (with --key-file)
+  --key-file F       the PEM private key of --cert-file
+  --trusted-ca-file F
+                     PEM CA bundle for client certificates
+  --client-cert-auth refuse clients without a certificate signed by --trusted-ca-file
   --watch-progress-notify-interval-ms N
                      how often an idle watch that asked for progress notifications
                      hears the revision (default 600000, etcd's 10 minutes)`;
@@ -23,6 +29,38 @@ function port(value: string, flag: string): number {
   if (!/^[0-9]+$/.test(value) || n > 65535)
     throw new UsageError(`${flag}: expected a port number 0-65535, got "${value}"`);
   return n;
+}
+
+function readPem(path: string, flag: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new UsageError(`${flag}: cannot read ${path}: ${(err as Error).message}`);
+  }
+}
+
+function tlsOptions(values: {
+  "cert-file"?: string | undefined;
+  "key-file"?: string | undefined;
+  "trusted-ca-file"?: string | undefined;
+  "client-cert-auth"?: boolean | undefined;
+}): TlsOptions | undefined {
+  const cert = values["cert-file"];
+  const key = values["key-file"];
+  const ca = values["trusted-ca-file"];
+  if (!cert && !key) {
+    if (ca || values["client-cert-auth"])
+      throw new UsageError("--trusted-ca-file and --client-cert-auth need --cert-file");
+    return undefined;
+  }
+  if (!cert || !key) throw new UsageError("--cert-file and --key-file go together");
+  if (values["client-cert-auth"] && !ca) throw new UsageError("--client-cert-auth needs --trusted-ca-file");
+  return {
+    cert: readPem(cert, "--cert-file"),
+    key: readPem(key, "--key-file"),
+    ...(ca ? { ca: readPem(ca, "--trusted-ca-file") } : {}),
+    clientCertAuth: values["client-cert-auth"] === true,
+  };
 }
 
 const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
@@ -37,6 +75,10 @@ async function serve(args: string[]): Promise<void> {
       host: { type: "string", default: "127.0.0.1" },
       "log-level": { type: "string", default: "info" },
       "watch-progress-notify-interval-ms": { type: "string", default: "600000" },
+      "cert-file": { type: "string" },
+      "key-file": { type: "string" },
+      "trusted-ca-file": { type: "string" },
+      "client-cert-auth": { type: "boolean", default: false },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
@@ -54,6 +96,7 @@ async function serve(args: string[]): Promise<void> {
   if (!/^[1-9][0-9]*$/.test(progress)) {
     throw new UsageError(`--watch-progress-notify-interval-ms: expected a positive integer, got "${progress}"`);
   }
+  const tls = tlsOptions(values);
   const logger = pino({ name: "cairn-server", level });
   const server = await startServer({
     dataDir: values["data-dir"],
@@ -62,6 +105,7 @@ async function serve(args: string[]): Promise<void> {
     host: values.host,
     logger,
     progressNotifyIntervalMs: Number(progress),
+    ...(tls ? { tls } : {}),
   });
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {

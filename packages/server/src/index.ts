@@ -3,4 +3,4 @@ export { ETCD_ERRORS } from "./grpc/errors.js";
 export { PROTO_DIR } from "./grpc/proto.js";
 export { type CallObserver, createGrpcServer } from "./grpc/server.js";
 export { IDENTITY_FILE, loadIdentity } from "./identity.js";
-export { type RunningServer, type ServerOptions, serverVersion, startServer } from "./server.js";
+export { type RunningServer, type ServerOptions, serverVersion, startServer, type TlsOptions } from "./server.js";

@@ -29,6 +29,19 @@ export interface ServerOptions {
   /** How long close() lets calls in flight finish before cutting them off (default 5 s). */
   readonly shutdownGraceMs?: number;
   readonly observe?: CallObserver;
+  /** Serve gRPC and HTTP over TLS (etcd's --cert-file, --key-file, --trusted-ca-file, --client-cert-auth). */
+  readonly tls?: TlsOptions;
+}
+
+export interface TlsOptions {
+  /** PEM certificate chain of the server. */
+  readonly cert: Buffer;
+  /** PEM private key of the server. */
+  readonly key: Buffer;
+  /** PEM CA bundle that client certificates must chain to. */
+  readonly ca?: Buffer;
+  /** Refuse clients without a certificate signed by `ca`. */
+  readonly clientCertAuth?: boolean;
 }
 
 export interface RunningServer {
@@ -46,6 +59,16 @@ export interface RunningServer {
 export function serverVersion(): string {
   const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
   return `3.4.0+cairn.${pkg.version}`;
+}
+
+function grpcCredentials(tls: TlsOptions | undefined): ServerCredentials {
+  if (!tls) return ServerCredentials.createInsecure();
+  if (tls.clientCertAuth && !tls.ca) throw new Error("client certificate auth needs a trusted CA file");
+  return ServerCredentials.createSsl(
+    tls.ca ?? null,
+    [{ cert_chain: tls.cert, private_key: tls.key }],
+    tls.clientCertAuth === true,
+  );
 }
 
 function hostPort(host: string, port: number): string {
@@ -93,11 +116,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     grpc = createGrpcServer(ctx, options.observe ? { observe: options.observe } : {});
     const g = grpc;
     const grpcPort = await new Promise<number>((resolve, reject) => {
-      g.bindAsync(hostPort(host, options.grpcPort), ServerCredentials.createInsecure(), (err, port) =>
+      g.bindAsync(hostPort(host, options.grpcPort), grpcCredentials(options.tls), (err, port) =>
         err ? reject(err) : resolve(port),
       );
     });
-    http = createHttpServer({ ready: () => ready });
+    http = createHttpServer({ ready: () => ready }, options.tls);
     const h = http;
     await new Promise<void>((resolve, reject) => {
       h.once("error", reject);
@@ -107,8 +130,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       });
     });
     const httpPort = (h.address() as AddressInfo).port;
-    const grpcUrl = `http://${hostPort(host, grpcPort)}`;
-    const httpUrl = `http://${hostPort(host, httpPort)}`;
+    const scheme = options.tls ? "https" : "http";
+    const grpcUrl = `${scheme}://${hostPort(host, grpcPort)}`;
+    const httpUrl = `${scheme}://${hostPort(host, httpPort)}`;
     urls.client = [grpcUrl];
     ready = true;
     log.info(

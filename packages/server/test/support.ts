@@ -80,7 +80,7 @@ export async function startServerProcess(options: { dataDir?: string; args?: str
     child,
     dataDir,
     endpoint,
-    address: endpoint.replace(/^http:\/\//, ""),
+    address: endpoint.replace(/^https?:\/\//, ""),
     httpUrl: String(entry.httpUrl),
     logs,
     stop: async (signal: NodeJS.Signals = "SIGTERM") => {
