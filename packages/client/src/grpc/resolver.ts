@@ -1,0 +1,146 @@
+// A name resolver for `cairn://[namespace]/service` targets in @grpc/grpc-js, fed by a live
+// discovery view: every change of the service's instances becomes a new address list, and
+// grpc-js's load balancer (round_robin unless the channel asks otherwise) spreads calls over it.
+import { InvalidArgumentError, type Store } from "@cairn/core";
+import { type DiscoverOptions, discover, type ServiceView, segment } from "@cairn/recipes";
+import { experimental, Metadata, status as Status } from "@grpc/grpc-js";
+
+type ResolverListener = experimental.ResolverListener;
+type GrpcUri = experimental.GrpcUri;
+
+export interface CairnResolverOptions {
+  /** Namespace for targets that name none (`cairn:///svc`); `cairn://ns/svc` names its own. */
+  readonly namespace?: string;
+  /** URI scheme to answer for (default "cairn"): one scheme per store. */
+  readonly scheme?: string;
+  /** Load balancing policy handed to grpc-js in the service config (default "round_robin"). */
+  readonly loadBalancing?: "round_robin" | "pick_first";
+  readonly discovery?: Omit<DiscoverOptions, "namespace" | "signal">;
+}
+
+/** Instances spoken to over gRPC: what registerGrpcServer registers, and Go services found by naming. */
+function speaksGrpc(protocol: string): boolean {
+  return protocol === "grpc" || protocol === "grpcs" || protocol === "h2c" || protocol === "h2";
+}
+
+function targetService(target: GrpcUri): string {
+  return target.path.replace(/^\/+/, "");
+}
+
+/**
+ * Makes grpc-js resolve `<scheme>:///<service>` (and `<scheme>://<namespace>/<service>`) through
+ * discovery on `store`. Returns the function that stops answering (channels already open keep
+ * their resolver until they close). Registering the same scheme again replaces the store.
+ */
+export function registerCairnResolver(store: Store, options: CairnResolverOptions = {}): () => void {
+  const scheme = options.scheme ?? "cairn";
+  if (typeof scheme !== "string" || !/^[a-z][a-z0-9+.-]*$/.test(scheme)) {
+    throw new InvalidArgumentError("scheme", `expected a lower-case URI scheme, got ${JSON.stringify(scheme)}`);
+  }
+  const defaultNamespace = options.namespace;
+  const serviceConfig = {
+    loadBalancingConfig: [{ [options.loadBalancing ?? "round_robin"]: {} }],
+    methodConfig: [],
+  };
+  let active = true;
+
+  class CairnResolver implements experimental.Resolver {
+    readonly #listener: ResolverListener;
+    readonly #service: string;
+    readonly #namespace: string | undefined;
+    readonly #invalid: string | undefined;
+    #view: ServiceView | undefined;
+    #opening = false;
+    #generation = 0;
+    #unsubscribe: (() => void) | undefined;
+
+    constructor(target: GrpcUri, listener: ResolverListener) {
+      this.#listener = listener;
+      this.#service = targetService(target);
+      this.#namespace = target.authority ? target.authority : defaultNamespace;
+      try {
+        segment(this.#service, "service");
+        if (this.#namespace !== undefined) segment(this.#namespace, "namespace");
+      } catch (err) {
+        this.#invalid = `bad target ${scheme}://${target.authority ?? ""}/${target.path}: ${(err as Error).message}`;
+      }
+    }
+
+    updateResolution(): void {
+      if (this.#invalid !== undefined) {
+        const details = this.#invalid;
+        process.nextTick(() => this.#fail(details));
+        return;
+      }
+      if (this.#view) {
+        process.nextTick(() => this.#report());
+        return;
+      }
+      if (this.#opening) return;
+      if (!active) {
+        process.nextTick(() => this.#fail(`the ${scheme} resolver was unregistered`));
+        return;
+      }
+      this.#opening = true;
+      const generation = this.#generation;
+      discover(store, this.#service, {
+        ...options.discovery,
+        ...(this.#namespace !== undefined ? { namespace: this.#namespace } : {}),
+      }).then(
+        (view) => {
+          this.#opening = false;
+          if (generation !== this.#generation) {
+            view.close();
+            return;
+          }
+          this.#view = view;
+          this.#unsubscribe = view.subscribe(() => this.#report());
+          this.#report();
+        },
+        (err: unknown) => {
+          this.#opening = false;
+          if (generation !== this.#generation) return;
+          this.#fail(`discovery of ${this.#service} failed: ${err instanceof Error ? err.message : String(err)}`);
+        },
+      );
+    }
+
+    #report(): void {
+      const view = this.#view;
+      if (!view) return;
+      const instances = view.instances().filter((i) => speaksGrpc(i.protocol));
+      if (instances.length === 0) {
+        this.#fail(`no ${this.#service} instance is available`);
+        return;
+      }
+      const endpoints = instances.map((i) => ({ addresses: [{ host: i.address, port: i.port }] }));
+      this.#listener(experimental.statusOrFromValue(endpoints), {}, experimental.statusOrFromValue(serviceConfig), "");
+    }
+
+    #fail(details: string): void {
+      this.#listener(
+        experimental.statusOrFromError({ code: Status.UNAVAILABLE, details, metadata: new Metadata() }),
+        {},
+        null,
+        details,
+      );
+    }
+
+    destroy(): void {
+      this.#generation++;
+      this.#unsubscribe?.();
+      this.#unsubscribe = undefined;
+      this.#view?.close();
+      this.#view = undefined;
+    }
+
+    static getDefaultAuthority(target: GrpcUri): string {
+      return targetService(target);
+    }
+  }
+
+  experimental.registerResolver(scheme, CairnResolver);
+  return () => {
+    active = false;
+  };
+}

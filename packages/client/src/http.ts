@@ -1,0 +1,431 @@
+// The discovery-aware HTTP client: one shared discovery view per service, a picker rebuilt on
+// every change of it (grpc-go's model), one undici Pool per endpoint (closed when the endpoint
+// leaves), retries with a budget around per-attempt timeouts, a circuit breaker per endpoint,
+// outcomes fed back to the picker for outlier ejection, and the request id and W3C trace
+// context passed on to the next hop.
+import { ClosedError, InvalidArgumentError, type Store } from "@cairn/core";
+import { type DiscoveredInstance, type DiscoverOptions, discover, type ServiceView } from "@cairn/recipes";
+import {
+  Balancer,
+  type CircuitBreakerOptions,
+  type CircuitBreakerPolicy,
+  childTrace,
+  circuitBreaker,
+  consecutiveBreaker,
+  currentContext,
+  type Endpoint,
+  endpoint,
+  formatTraceparent,
+  newRequestId,
+  type Outcome,
+  outlierEjection,
+  type Pick,
+  type PickerBuilder,
+  type Policy,
+  type PolicyRegistry,
+  parseTraceparent,
+  peakEwma,
+  policyRegistry,
+  type RetryBudgetOptions,
+  type RetryOptions,
+  type RetryPolicy,
+  retry,
+  retryBudget,
+  TimeoutError,
+  type TraceContext,
+  timeout,
+  wrap,
+} from "@cairn/runtime";
+import { Pool } from "undici";
+
+export interface HttpPolicyOptions {
+  /** Limit on each attempt, body included (default 10,000 ms). */
+  readonly timeoutMs?: number;
+  /**
+   * Retries (default 3 attempts in all, exponential backoff with full jitter). Only idempotent
+   * requests are retried once they may have reached a server; false turns retries off.
+   */
+  readonly retry?: Omit<RetryOptions, "idempotent" | "budget"> | false;
+  /** The retry budget shared by all requests to one service (default 20% of requests, 10/s reserve). */
+  readonly retryBudget?: RetryBudgetOptions | false;
+  /** A breaker per endpoint (default: 5 failures in a row open it for 5 s); false turns it off. */
+  readonly breaker?: Omit<CircuitBreakerOptions, "name"> | false;
+}
+
+export interface HttpClientOptions {
+  readonly namespace?: string;
+  /**
+   * Makes the picker builder for one service (builders keep per-endpoint state, so one each).
+   * Default: outlier ejection over P2C peak-EWMA.
+   */
+  readonly balancer?: (service: string) => PickerBuilder;
+  readonly policies?: HttpPolicyOptions;
+  /** Passed to discover(): instance filter, protection threshold, timing. */
+  readonly discovery?: Omit<DiscoverOptions, "namespace" | "signal">;
+  /** Options of each endpoint's undici Pool (connections, keep-alive, TLS `connect` options). */
+  readonly pool?: Pool.Options;
+  /** Headers sent with every request (a request's own headers win). */
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+export type HttpBody = string | Uint8Array | Record<string, unknown> | unknown[];
+
+export interface HttpRequest {
+  /** Default GET. */
+  readonly method?: string;
+  /** Starts with "/", may carry a query string. */
+  readonly path: string;
+  readonly headers?: Readonly<Record<string, string>>;
+  /** A string or bytes are sent as they are; anything else as JSON. */
+  readonly body?: HttpBody;
+  readonly signal?: AbortSignal;
+  /**
+   * Whether the request may be sent twice without harm. Default: true for GET, HEAD, OPTIONS,
+   * PUT and DELETE. A request that is not idempotent is retried only when it never left.
+   */
+  readonly idempotent?: boolean;
+  /** Sticky key for hashing balancers (a user id, a session id). */
+  readonly key?: string;
+  /** Default: the current context's, else a new one. */
+  readonly requestId?: string;
+  /** The parent span (a `traceparent` header or a parsed one). Default: the current context's. */
+  readonly traceparent?: string | TraceContext;
+}
+
+export interface HttpResponse {
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+  readonly body: Buffer;
+  /** The endpoint that answered. */
+  readonly endpoint: Endpoint;
+  /** Attempts made, the answering one included. */
+  readonly attempts: number;
+  text(): string;
+  json<T = unknown>(): T;
+}
+
+export interface HttpClient {
+  request(service: string, request: HttpRequest): Promise<HttpResponse>;
+  /** The endpoints a service's picker chooses among now (after discovery, before any request: empty). */
+  endpoints(service: string): readonly Endpoint[];
+  /** Closes every view and pool; requests in flight finish. */
+  close(): Promise<void>;
+}
+
+const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"]);
+const METHOD = /^[A-Za-z]{1,32}$/;
+/** 501 and 505 say the server will never do it; other 5xx may pass on another try or host. */
+const PERMANENT_5XX = new Set([501, 505]);
+
+/** A 5xx answer, thrown inside the policies so retry and breaker see it; the caller gets the response. */
+class ServerErrorStatus extends Error {
+  constructor(readonly response: HttpResponse) {
+    super(`server answered ${response.status}`);
+  }
+}
+
+class Response implements HttpResponse {
+  constructor(
+    readonly status: number,
+    readonly headers: Readonly<Record<string, string | string[] | undefined>>,
+    readonly body: Buffer,
+    readonly endpoint: Endpoint,
+    readonly attempts: number,
+  ) {}
+  text(): string {
+    return this.body.toString("utf8");
+  }
+  json<T = unknown>(): T {
+    return JSON.parse(this.text()) as T;
+  }
+}
+
+interface PoolEntry {
+  readonly origin: string;
+  readonly pool: Pool;
+}
+
+class ServiceClient {
+  readonly balancer: Balancer;
+  readonly pools = new Map<string, PoolEntry>();
+  readonly breakers: PolicyRegistry<CircuitBreakerPolicy> | undefined;
+  readonly #policies: [Policy, Policy];
+  readonly #poolOptions: Pool.Options;
+  view: ServiceView | undefined;
+  #unsubscribe: (() => void) | undefined;
+
+  constructor(
+    readonly service: string,
+    builder: PickerBuilder,
+    options: HttpClientOptions,
+  ) {
+    this.balancer = new Balancer(builder);
+    this.#poolOptions = options.pool ?? {};
+    const p = options.policies ?? {};
+    const attemptTimeout = timeout(p.timeoutMs ?? 10_000);
+    const breakerOptions = p.breaker;
+    this.breakers =
+      breakerOptions === false
+        ? undefined
+        : policyRegistry((id) =>
+            circuitBreaker({
+              breaker: consecutiveBreaker(5),
+              halfOpenAfterMs: 5_000,
+              ...breakerOptions,
+              name: `${service}/${id}`,
+            }),
+          );
+    if (p.retry === false) {
+      this.#policies = [attemptTimeout, attemptTimeout];
+    } else {
+      const budget = p.retryBudget === false ? undefined : retryBudget(p.retryBudget || {});
+      const r: RetryPolicy = retry({ maxAttempts: 3, ...p.retry, idempotent: false, ...(budget ? { budget } : {}) });
+      this.#policies = [wrap(r, attemptTimeout), wrap(r.withIdempotent(true), attemptTimeout)];
+    }
+  }
+
+  policy(idempotent: boolean): Policy {
+    return this.#policies[idempotent ? 1 : 0];
+  }
+
+  attach(view: ServiceView): void {
+    this.view = view;
+    this.#update(view.instances());
+    this.#unsubscribe = view.subscribe((snapshot) => this.#update(snapshot.instances));
+  }
+
+  #update(instances: readonly DiscoveredInstance[]): void {
+    const endpoints: Endpoint[] = [];
+    for (const i of instances) {
+      if (i.protocol !== "http" && i.protocol !== "https") continue;
+      endpoints.push(
+        endpoint({
+          id: i.id,
+          address: i.address,
+          port: i.port,
+          weight: i.weight,
+          zone: i.zone,
+          metadata: { ...i.metadata, protocol: i.protocol },
+        }),
+      );
+    }
+    this.balancer.update(endpoints);
+    const present = new Map(endpoints.map((e) => [e.id, e]));
+    for (const [id, entry] of this.pools) {
+      const e = present.get(id);
+      if (!e || originOf(e) !== entry.origin) {
+        this.pools.delete(id);
+        // close() lets requests in flight finish, then ends the connections.
+        void entry.pool.close().catch(() => {});
+      }
+    }
+    this.breakers?.retain(present.keys());
+  }
+
+  pool(e: Endpoint): Pool {
+    let entry = this.pools.get(e.id);
+    if (!entry) {
+      const origin = originOf(e);
+      entry = { origin, pool: new Pool(origin, this.#poolOptions) };
+      this.pools.set(e.id, entry);
+    }
+    return entry.pool;
+  }
+
+  async close(): Promise<void> {
+    this.#unsubscribe?.();
+    this.view?.close();
+    const pools = [...this.pools.values()];
+    this.pools.clear();
+    await Promise.allSettled(pools.map((p) => p.pool.close()));
+  }
+}
+
+function originOf(e: Endpoint): string {
+  const host = e.address.includes(":") ? `[${e.address}]` : e.address;
+  return `${e.metadata.protocol === "https" ? "https" : "http"}://${host}:${e.port}`;
+}
+
+function encodeBody(body: HttpBody | undefined, headers: Record<string, string>): string | Uint8Array | undefined {
+  if (body === undefined) return undefined;
+  if (typeof body === "string" || body instanceof Uint8Array) return body;
+  headers["content-type"] ??= "application/json";
+  return JSON.stringify(body);
+}
+
+function checkRequest(request: HttpRequest): void {
+  if (request === null || typeof request !== "object") {
+    throw new InvalidArgumentError("request", "expected an object with at least a path");
+  }
+  if (typeof request.path !== "string" || !request.path.startsWith("/")) {
+    throw new InvalidArgumentError(
+      "request.path",
+      `expected a string starting with "/", got ${JSON.stringify(request.path)}`,
+    );
+  }
+  if (request.method !== undefined && (typeof request.method !== "string" || !METHOD.test(request.method))) {
+    throw new InvalidArgumentError(
+      "request.method",
+      `expected an HTTP method such as GET, got ${JSON.stringify(request.method)}`,
+    );
+  }
+}
+
+class DiscoveryHttpClient implements HttpClient {
+  readonly #store: Store;
+  readonly #options: HttpClientOptions;
+  readonly #services = new Map<string, ServiceClient>();
+  readonly #opening = new Map<string, Promise<ServiceClient>>();
+  #closed = false;
+
+  constructor(store: Store, options: HttpClientOptions) {
+    this.#store = store;
+    this.#options = options;
+  }
+
+  endpoints(service: string): readonly Endpoint[] {
+    return this.#services.get(service)?.balancer.picker.endpoints ?? [];
+  }
+
+  #open(service: string): Promise<ServiceClient> {
+    let opening = this.#opening.get(service);
+    if (!opening) {
+      const builder = this.#options.balancer?.(service) ?? outlierEjection(peakEwma());
+      const sc = new ServiceClient(service, builder, this.#options);
+      opening = discover(this.#store, service, {
+        ...this.#options.discovery,
+        ...(this.#options.namespace !== undefined ? { namespace: this.#options.namespace } : {}),
+      }).then(
+        (view) => {
+          if (this.#closed) {
+            view.close();
+            throw new ClosedError("http client");
+          }
+          sc.attach(view);
+          this.#services.set(service, sc);
+          return sc;
+        },
+        (err: unknown) => {
+          // A failed first list is not remembered: the next request tries again.
+          this.#opening.delete(service);
+          throw err;
+        },
+      );
+      this.#opening.set(service, opening);
+    }
+    return opening;
+  }
+
+  async request(service: string, request: HttpRequest): Promise<HttpResponse> {
+    if (this.#closed) throw new ClosedError("http client");
+    checkRequest(request);
+    const sc = this.#services.get(service) ?? (await this.#open(service));
+    const method = request.method?.toUpperCase() ?? "GET";
+    const idempotent = request.idempotent ?? IDEMPOTENT.has(method);
+    const headers: Record<string, string> = {};
+    if (this.#options.headers) Object.assign(headers, this.#options.headers);
+    if (request.headers) for (const [k, v] of Object.entries(request.headers)) headers[k.toLowerCase()] = v;
+    const ctx = currentContext();
+    headers["x-request-id"] ??= request.requestId ?? ctx?.requestId ?? newRequestId();
+    if (headers.traceparent === undefined) {
+      const parent =
+        typeof request.traceparent === "string"
+          ? parseTraceparent(request.traceparent)
+          : (request.traceparent ?? ctx?.trace);
+      const trace = childTrace(parent);
+      headers.traceparent = formatTraceparent(trace);
+      if (trace.state !== undefined) headers.tracestate ??= trace.state;
+    }
+    const body = encodeBody(request.body, headers);
+    const pickCtx = request.key !== undefined ? { key: request.key } : undefined;
+    const callerSignal = request.signal;
+    let attempts = 0;
+    let failed: Set<string> | undefined;
+
+    const attempt = async (signal: AbortSignal): Promise<HttpResponse> => {
+      attempts++;
+      let pick: Pick = sc.balancer.pick(pickCtx);
+      // A retry goes to another endpoint when there is one (Envoy's previous_hosts predicate):
+      // a host that just failed is the likeliest to fail again.
+      for (let i = 0; failed !== undefined && i < 3 && failed.has(pick.endpoint.id); i++) {
+        pick.done(undefined, "local-error");
+        pick = sc.balancer.pick(pickCtx);
+      }
+      const e = pick.endpoint;
+      const started = performance.now();
+      const send = async (s: AbortSignal): Promise<HttpResponse> => {
+        const res = await sc.pool(e).request({ path: request.path, method, headers, body, signal: s });
+        const chunks: Buffer[] = [];
+        for await (const chunk of res.body) chunks.push(chunk as Buffer);
+        const response = new Response(
+          res.statusCode,
+          res.headers,
+          chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks),
+          e,
+          attempts,
+        );
+        if (res.statusCode >= 500 && !PERMANENT_5XX.has(res.statusCode)) throw new ServerErrorStatus(response);
+        return response;
+      };
+      try {
+        const breaker = sc.breakers?.get(e.id);
+        const response = breaker ? await breaker.execute(send, signal) : await send(signal);
+        pick.done(performance.now() - started, "success");
+        return response;
+      } catch (err) {
+        const outcome = classify(err, signal, callerSignal);
+        pick.done(outcome === "server-error" ? performance.now() - started : undefined, outcome);
+        if (outcome !== "local-error") {
+          failed ??= new Set();
+          failed.add(e.id);
+        }
+        throw err;
+      }
+    };
+
+    try {
+      return await sc.policy(idempotent).execute(attempt, callerSignal);
+    } catch (err) {
+      if (err instanceof ServerErrorStatus) return err.response;
+      throw err;
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await Promise.allSettled([...this.#opening.values()]);
+    await Promise.allSettled([...this.#services.values()].map((s) => s.close()));
+    this.#services.clear();
+    this.#opening.clear();
+  }
+}
+
+/** What a failed attempt says about its endpoint. */
+function classify(err: unknown, signal: AbortSignal, callerSignal: AbortSignal | undefined): Outcome {
+  if (err instanceof ServerErrorStatus) return "server-error";
+  if (callerSignal?.aborted) return "local-error";
+  if (signal.aborted) return signal.reason instanceof TimeoutError ? "server-error" : "local-error";
+  const code = (err as { code?: unknown } | undefined)?.code;
+  if (code === "ECIRCUIT_OPEN" || code === "EINVALID" || code === "UND_ERR_INVALID_ARG") return "local-error";
+  return "connect-failure";
+}
+
+/**
+ * A client that finds `service` through discovery on `store` and balances over its instances.
+ * Views open on a service's first request and follow it until close().
+ */
+export function createHttpClient(store: Store, options: HttpClientOptions = {}): HttpClient {
+  if (options === null || typeof options !== "object") throw new InvalidArgumentError("options", "expected an object");
+  const t = options.policies?.timeoutMs;
+  if (t !== undefined && (typeof t !== "number" || !(t > 0))) {
+    throw new InvalidArgumentError(
+      "policies.timeoutMs",
+      `expected a positive number of milliseconds, got ${String(t)}`,
+    );
+  }
+  if (options.balancer !== undefined && typeof options.balancer !== "function") {
+    throw new InvalidArgumentError("balancer", "expected a function from a service name to a PickerBuilder");
+  }
+  return new DiscoveryHttpClient(store, options);
+}

@@ -1,0 +1,405 @@
+// The Cairn plugin for Fastify: registers the service once it listens and drains it on close
+// and SIGTERM; a health endpoint wired to a TTL check; request id and trace context for every
+// request (and every call made while handling it); an access log; JWT auth; per-client rate
+// limits; JSON errors carrying the request id; Prometheus metrics by route pattern; and a
+// config value kept live from the config center.
+import type { AddressInfo } from "node:net";
+import { networkInterfaces } from "node:os";
+import { InvalidArgumentError, type Store } from "@cairn/core";
+import { configCenter, type RegisterOptions, type Registration, register } from "@cairn/recipes";
+import { contextFromHeaders, type RequestContext, runWithContext } from "@cairn/runtime";
+import type { FastifyPluginAsync, FastifyReply } from "fastify";
+import fp from "fastify-plugin";
+import type { Logger } from "pino";
+import type { z } from "zod";
+import { type AuthOptions, makeVerifier } from "./auth.js";
+import { type MetricsOptions, makeMetrics } from "./metrics.js";
+import { makeRateLimiter, type RateLimitOptions } from "./rate-limit.js";
+
+/** The config `fastify.config` holds; augment it with your schema's type. */
+// biome-ignore lint/suspicious/noEmptyInterface: declaration merging point for applications
+export interface CairnConfig {}
+
+export interface ConfigOptions<T> {
+  /** The config's name in the config center. */
+  readonly name: string;
+  readonly group?: string;
+  /** Parses every value; a stored value it refuses is skipped (and logged), the last good one stays. */
+  readonly schema: z.ZodType<T>;
+  /** Used while the config does not exist; without it, a missing config fails startup. */
+  readonly default?: T;
+}
+
+export interface CairnPluginOptions {
+  readonly store: Store;
+  /** Service name to register under; without it nothing is registered. */
+  readonly service?: string;
+  readonly namespace?: string;
+  /** Registration details beyond the bound port (id, address, weight, zone, metadata, ...). */
+  readonly registration?: Omit<RegisterOptions, "service" | "namespace" | "port" | "check" | "signal">;
+  /** TTL of the self-reported health check, in seconds (default 10); reported every third of it. */
+  readonly healthTtl?: number;
+  /** The app's own verdict on its health (default: healthy while running). */
+  readonly healthCheck?: () => boolean | Promise<boolean>;
+  /** Health endpoint (default "/health"); false for none. */
+  readonly healthPath?: string | false;
+  /** Time between marking the instance draining and deregistering on close (default 2,000 ms). */
+  readonly drainMs?: number;
+  /** Close the server (drain, deregister) and exit on SIGTERM and SIGINT (default true). */
+  readonly handleSignals?: boolean;
+  /** Access log: a pino logger, false for none (default: the server's logger). */
+  readonly accessLog?: Logger | false;
+  readonly auth?: AuthOptions;
+  readonly rateLimit?: RateLimitOptions;
+  /** Prometheus metrics (default on, at "/metrics"); false for none. */
+  readonly metrics?: MetricsOptions | false;
+  readonly config?: ConfigOptions<CairnConfig>;
+}
+
+export interface CairnHandle {
+  readonly store: Store;
+  /** Resolves once the instance is registered (after listen). */
+  registered(): Promise<Registration>;
+  /** The registration, once there is one. */
+  readonly registration: Registration | undefined;
+  /**
+   * Marks the instance draining, waits drainMs while still serving, deregisters. close() and
+   * SIGTERM do this; call it first yourself to drain before closing by other means.
+   */
+  drain(): Promise<void>;
+  /** Calls `listener` after every config change; returns the unsubscriber. */
+  onConfigChange(listener: (config: CairnConfig) => void): () => void;
+}
+
+declare module "fastify" {
+  interface FastifyInstance {
+    cairn: CairnHandle;
+    /** The live config value (see CairnPluginOptions.config). */
+    readonly config: CairnConfig;
+  }
+  interface FastifyRequest {
+    /** The X-Request-ID received or made for this request. */
+    requestId: string;
+    /** The verified JWT claims, when auth is on and the route is not public. */
+    user: Record<string, unknown> | null;
+    cairnContext: RequestContext | null;
+  }
+  interface FastifyContextConfig {
+    /** false: this route needs no JWT. */
+    auth?: boolean;
+    /** false: this route is not rate limited. */
+    rateLimit?: boolean;
+  }
+}
+
+function externalAddress(): string {
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) if (a.family === "IPv4" && !a.internal) return a.address;
+  }
+  return "127.0.0.1";
+}
+
+function checkOptions(options: CairnPluginOptions): void {
+  if (options === null || typeof options !== "object") throw new InvalidArgumentError("options", "expected an object");
+  if (options.store === null || typeof options.store !== "object") {
+    throw new InvalidArgumentError("store", "expected a Store (openEmbedded() or connectEtcd())");
+  }
+  const ttl = options.healthTtl;
+  if (ttl !== undefined && (!Number.isInteger(ttl) || ttl < 1)) {
+    throw new InvalidArgumentError("healthTtl", `expected whole seconds >= 1, got ${String(ttl)}`);
+  }
+  const drain = options.drainMs;
+  if (drain !== undefined && (typeof drain !== "number" || !(drain >= 0))) {
+    throw new InvalidArgumentError("drainMs", `expected milliseconds >= 0, got ${String(drain)}`);
+  }
+  const path = options.healthPath;
+  if (path !== undefined && path !== false && (typeof path !== "string" || !path.startsWith("/"))) {
+    throw new InvalidArgumentError("healthPath", `expected a path starting with "/" or false, got ${String(path)}`);
+  }
+}
+
+/** A 4xx/5xx in one JSON shape, with the request id. */
+function sendError(reply: FastifyReply, status: number, error: string, message: string, code?: string): FastifyReply {
+  return reply
+    .code(status)
+    .type("application/json; charset=utf-8")
+    .send({ error, message, ...(code ? { code } : {}), requestId: reply.request.requestId });
+}
+
+const plugin: FastifyPluginAsync<CairnPluginOptions> = async (fastify, options) => {
+  checkOptions(options);
+  const { store } = options;
+  const healthPath = options.healthPath === undefined ? "/health" : options.healthPath;
+  const healthTtl = options.healthTtl ?? 10;
+  const drainMs = options.drainMs ?? 2_000;
+  const healthCheck = options.healthCheck ?? (() => true);
+  const accessLog = options.accessLog === undefined ? fastify.log : options.accessLog;
+  const closed = new AbortController();
+
+  // --- request id and trace context -------------------------------------------------------
+  fastify.decorateRequest("requestId", "");
+  fastify.decorateRequest("user", null);
+  fastify.decorateRequest("cairnContext", null);
+  fastify.addHook("onRequest", (request, reply, done) => {
+    const ctx = contextFromHeaders(request.headers);
+    request.requestId = ctx.requestId;
+    request.cairnContext = ctx;
+    reply.header("x-request-id", ctx.requestId);
+    // Everything after this hook (handlers, their awaits, the clients they call) sees ctx.
+    runWithContext(ctx, done);
+  });
+
+  // --- rate limit, auth --------------------------------------------------------------------
+  const exempt = new Set<string>();
+  if (healthPath) exempt.add(healthPath);
+  const metrics = options.metrics === false ? undefined : makeMetrics(options.metrics ?? {});
+  if (metrics) exempt.add(metrics.path);
+
+  if (options.rateLimit) {
+    const limiter = makeRateLimiter(options.rateLimit);
+    fastify.addHook("onRequest", async (request, reply) => {
+      if (request.routeOptions.config?.rateLimit === false || exempt.has(request.routeOptions.url ?? "")) return;
+      const retryAfterMs = limiter.take(request);
+      if (retryAfterMs === 0) return;
+      reply.header("retry-after", String(Math.max(1, Math.ceil(retryAfterMs / 1000))));
+      return sendError(reply, 429, "too many requests", "rate limit exceeded", "ERATE_LIMITED");
+    });
+  }
+
+  if (options.auth) {
+    const verify = makeVerifier(options.auth);
+    fastify.addHook("onRequest", async (request, reply) => {
+      const route = request.routeOptions.url ?? "";
+      if (request.routeOptions.config?.auth === false || exempt.has(route)) return;
+      const header = request.headers.authorization;
+      const token = typeof header === "string" && /^bearer /i.test(header) ? header.slice(7).trim() : undefined;
+      if (!token) {
+        reply.header("www-authenticate", 'Bearer realm="api"');
+        return sendError(reply, 401, "unauthorized", "a bearer token is required", "EUNAUTHENTICATED");
+      }
+      try {
+        request.user = await verify(token);
+      } catch (err) {
+        reply.header("www-authenticate", 'Bearer error="invalid_token"');
+        const message = err instanceof Error ? err.message : "invalid token";
+        return sendError(reply, 401, "unauthorized", message, "EUNAUTHENTICATED");
+      }
+    });
+  }
+
+  // --- errors ------------------------------------------------------------------------------
+  fastify.setErrorHandler((error: { statusCode?: number; message?: string; code?: string }, request, reply) => {
+    const status =
+      typeof error.statusCode === "number" && error.statusCode >= 400 && error.statusCode < 600
+        ? error.statusCode
+        : 500;
+    if (status >= 500) {
+      request.log.error({ err: error, requestId: request.requestId }, "request failed");
+      return sendError(reply, status, "internal server error", "the server failed to handle the request");
+    }
+    return sendError(reply, status, "bad request", error.message ?? "bad request", error.code);
+  });
+
+  // --- access log and metrics --------------------------------------------------------------
+  fastify.addHook("onResponse", async (request, reply) => {
+    const route = request.routeOptions.url;
+    if (accessLog) {
+      accessLog.info(
+        {
+          requestId: request.requestId,
+          method: request.method,
+          route: route ?? null,
+          url: request.url,
+          statusCode: reply.statusCode,
+          durationMs: Math.round(reply.elapsedTime * 100) / 100,
+          traceId: request.cairnContext?.trace?.traceId,
+        },
+        "request completed",
+      );
+    }
+    metrics?.observe(request.method, route, reply.statusCode, reply.elapsedTime / 1000);
+  });
+  if (metrics) {
+    fastify.get(metrics.path, { config: { auth: false, rateLimit: false } }, async (_request, reply) => {
+      reply.type(metrics.registry.contentType);
+      return metrics.registry.metrics();
+    });
+  }
+
+  // --- config ------------------------------------------------------------------------------
+  let config: CairnConfig | undefined;
+  const configListeners = new Set<(config: CairnConfig) => void>();
+  if (options.config) {
+    const { name, schema, group } = options.config;
+    const center = configCenter(store, {
+      ...(options.namespace !== undefined ? { namespace: options.namespace } : {}),
+      ...(group !== undefined ? { group } : {}),
+    });
+    const first = await center.read(name, { schema });
+    config = first.config?.value ?? options.config.default;
+    if (config === undefined) {
+      throw new InvalidArgumentError(
+        "config.name",
+        `config ${JSON.stringify(name)} does not exist and no default is given`,
+      );
+    }
+    void (async () => {
+      try {
+        for await (const update of center.watch(name, {
+          schema,
+          after: first.revision,
+          signal: closed.signal,
+          onInvalid: (err) =>
+            fastify.log.warn({ err, config: name }, "config value refused by the schema; keeping the last good one"),
+        })) {
+          const next = update.type === "put" ? update.config.value : options.config?.default;
+          if (next === undefined) continue;
+          config = next;
+          for (const listener of configListeners) listener(next);
+        }
+      } catch (err) {
+        if (!closed.signal.aborted) fastify.log.error({ err, config: name }, "config watch ended");
+      }
+    })();
+  }
+  fastify.decorate("config", {
+    getter(): CairnConfig {
+      return config as CairnConfig;
+    },
+  });
+
+  // --- registration and health -------------------------------------------------------------
+  let registration: Registration | undefined;
+  let draining = false;
+  let reportTimer: NodeJS.Timeout | undefined;
+  let resolveRegistered!: (r: Registration) => void;
+  let rejectRegistered!: (err: unknown) => void;
+  const registered = new Promise<Registration>((resolve, reject) => {
+    resolveRegistered = resolve;
+    rejectRegistered = reject;
+  });
+  registered.catch(() => {});
+
+  const healthy = async (): Promise<boolean> => {
+    try {
+      return (await healthCheck()) === true;
+    } catch {
+      return false;
+    }
+  };
+
+  const report = async () => {
+    if (!registration || draining) return;
+    try {
+      if (await healthy()) await registration.pass("healthy");
+      else await registration.fail("the health check failed");
+    } catch (err) {
+      if (!closed.signal.aborted) fastify.log.warn({ err }, "health report failed");
+    }
+  };
+
+  // Drain before the server stops accepting: discovery stops handing out the instance while
+  // requests already routed to it still get answers.
+  let drained: Promise<void> | undefined;
+  const drain = (): Promise<void> => {
+    drained ??= (async () => {
+      draining = true;
+      if (reportTimer) clearInterval(reportTimer);
+      const r = registration;
+      if (!r) return;
+      try {
+        await r.drain({ waitMs: drainMs });
+        fastify.log.info({ id: r.instance.id }, "deregistered");
+      } catch (err) {
+        fastify.log.error({ err }, "deregistration failed");
+      }
+    })();
+    return drained;
+  };
+  const handle: CairnHandle = {
+    store,
+    drain,
+    registered: () => registered,
+    get registration() {
+      return registration;
+    },
+    onConfigChange(listener) {
+      configListeners.add(listener);
+      return () => configListeners.delete(listener);
+    },
+  };
+  fastify.decorate("cairn", handle);
+
+  if (healthPath) {
+    fastify.get(healthPath, { config: { auth: false, rateLimit: false } }, async (_request, reply) => {
+      if (draining) return reply.code(503).send({ status: "draining" });
+      const ok = await healthy();
+      return reply.code(ok ? 200 : 503).send({ status: ok ? "passing" : "critical" });
+    });
+  }
+
+  if (options.service !== undefined) {
+    const service = options.service;
+    fastify.addHook("onListen", async () => {
+      const bound = fastify.server.address() as AddressInfo | null;
+      if (!bound || typeof bound !== "object") return;
+      const address =
+        options.registration?.address ??
+        (bound.address === "0.0.0.0" || bound.address === "::" ? externalAddress() : bound.address);
+      for (let delay = 200; !closed.signal.aborted; delay = Math.min(delay * 2, 5_000)) {
+        try {
+          registration = await register(store, {
+            protocol: "http",
+            ...options.registration,
+            service,
+            ...(options.namespace !== undefined ? { namespace: options.namespace } : {}),
+            address,
+            port: bound.port,
+            check: { type: "ttl", ttl: healthTtl },
+            signal: closed.signal,
+          });
+          await report();
+          reportTimer = setInterval(() => void report(), Math.max(200, (healthTtl * 1000) / 3));
+          reportTimer.unref();
+          fastify.log.info({ service, id: registration.instance.id, address, port: bound.port }, "registered");
+          resolveRegistered(registration);
+          return;
+        } catch (err) {
+          if (closed.signal.aborted) break;
+          fastify.log.error({ err, service }, "registration failed; trying again");
+          await new Promise((resolve) => setTimeout(resolve, delay).unref());
+        }
+      }
+      rejectRegistered(new InvalidArgumentError("service", "the server closed before it was registered"));
+    });
+  }
+
+  fastify.addHook("preClose", drain);
+
+  const onSignal = (signal: NodeJS.Signals) => {
+    fastify.log.info({ signal }, "shutting down: draining");
+    // Drain while still serving (Fastify answers 503 to new requests once close() begins).
+    drain()
+      .then(() => fastify.close())
+      .then(
+        () => process.exit(0),
+        () => process.exit(1),
+      );
+  };
+  if (options.handleSignals ?? true) {
+    process.once("SIGTERM", onSignal);
+    process.once("SIGINT", onSignal);
+  }
+
+  fastify.addHook("onClose", async () => {
+    closed.abort();
+    if (reportTimer) clearInterval(reportTimer);
+    process.off("SIGTERM", onSignal);
+    process.off("SIGINT", onSignal);
+    if (!registration)
+      rejectRegistered(new InvalidArgumentError("service", "the server closed before it was registered"));
+  });
+};
+
+/** The Cairn plugin; register it with `fastify.register(cairn, { store, service, ... })`. */
+export const cairn = fp(plugin, { fastify: "5.x", name: "@cairn/fastify" });
