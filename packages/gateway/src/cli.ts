@@ -74,7 +74,9 @@ export async function gatewayMain(argv: readonly string[]): Promise<number> {
     ...(args.adminPort !== undefined ? { adminPort: args.adminPort } : {}),
     ...(args.drainMs !== undefined ? { drainMs: args.drainMs } : {}),
   });
-  process.stdout.write(`cairn gateway listening on :${running.port}\n`);
+  process.stdout.write(
+    `cairn gateway listening on :${running.port}${running.adminPort !== undefined ? ` (admin :${running.adminPort})` : ""}\n`,
+  );
   await new Promise<void>((resolve) => {
     const stop = () => {
       process.off("SIGTERM", stop);

@@ -1,3 +1,4 @@
+export { type GatewayArgs, gatewayMain, parseGatewayArgs, USAGE } from "./cli.js";
 export { type CloseOptions, Gateway, type GatewayOptions, type GlobalPluginRef } from "./gateway.js";
 export * from "./keys.js";
 export type { Exchange, GatewayPlugin, PluginContext, PluginInstance, Reply } from "./plugin.js";
