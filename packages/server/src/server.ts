@@ -81,6 +81,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const limits: StoreLimits = { ...DEFAULT_LIMITS, ...options.limits };
   mkdirSync(options.dataDir, { recursive: true });
   const stored = loadIdentity(options.dataDir);
+  const auth = new AuthStore(options.dataDir);
   const store = openEmbedded({
     dataDir: options.dataDir,
     limits,
@@ -107,7 +108,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     log,
     header: headerFiller(identity),
     streams,
-    auth: new AuthStore(options.dataDir),
+    auth,
   };
   let ready = false;
   let grpc: GrpcServer | undefined;
