@@ -1,15 +1,10 @@
 // The recipes conformance suite (registry, config, lock, election) through the etcd engine
-// against `cairn server`. The suite lives in the recipes package's tests; it is loaded from
-// that package's build, which the project references make sure exists.
+// against a `cairn server` process: the recipes behave there as on real etcd.
 import { after, before } from "node:test";
 import type { Store } from "@cairn/core";
 import { connectEtcd } from "@cairn/etcd";
-import type { RecipesTarget } from "../../recipes/test/suite/index.js";
+import { runRecipesConformance } from "@cairn/recipes/conformance";
 import { removeDir, type ServerProcess, startServerProcess } from "./support.js";
-
-const suite = (await import(new URL("../../../recipes/dist/test/suite/index.js", import.meta.url).href)) as {
-  runRecipesConformance(target: RecipesTarget): void;
-};
 
 let server: ServerProcess | undefined;
 const clients: Store[] = [];
@@ -25,7 +20,7 @@ after(async () => {
   removeDir(server.dataDir);
 });
 
-suite.runRecipesConformance({
+runRecipesConformance({
   name: "cairn server (etcd engine over gRPC)",
   connect: async () => {
     if (!server) throw new Error("cairn server did not start");
