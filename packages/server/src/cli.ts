@@ -13,6 +13,9 @@ const USAGE = `usage: cairn server [--data-dir DIR] [--grpc-port N] [--http-port
   --http-port M      HTTP port for /healthz and /readyz (default 8700; 0 picks a free one)
   --host H           interface to listen on (default 127.0.0.1)
   --log-level LEVEL  pino level: fatal, error, warn, info, debug, trace (default info)
+  --advertise-client-urls URLS
+                     comma-separated client URLs that MemberList reports (default the
+                     gRPC URL listened on; set it when --host is 0.0.0.0)
   --cert-file F      serve gRPC and HTTP over TLS with this PEM certificate (with --key-file)
   --key-file F       the PEM private key of --cert-file
   --trusted-ca-file F
@@ -75,6 +78,7 @@ async function serve(args: string[]): Promise<void> {
       host: { type: "string", default: "127.0.0.1" },
       "log-level": { type: "string", default: "info" },
       "watch-progress-notify-interval-ms": { type: "string", default: "600000" },
+      "advertise-client-urls": { type: "string" },
       "cert-file": { type: "string" },
       "key-file": { type: "string" },
       "trusted-ca-file": { type: "string" },
@@ -97,6 +101,12 @@ async function serve(args: string[]): Promise<void> {
     throw new UsageError(`--watch-progress-notify-interval-ms: expected a positive integer, got "${progress}"`);
   }
   const tls = tlsOptions(values);
+  const advertise = values["advertise-client-urls"]?.split(",").map((u) => u.trim());
+  if (advertise?.some((u) => !/^https?:\/\/[^/]+$/.test(u))) {
+    throw new UsageError(
+      `--advertise-client-urls: expected URLs like http://10.0.0.5:2379, got "${values["advertise-client-urls"]}"`,
+    );
+  }
   const logger = pino({ name: "cairn-server", level });
   const server = await startServer({
     dataDir: values["data-dir"],
@@ -106,6 +116,7 @@ async function serve(args: string[]): Promise<void> {
     logger,
     progressNotifyIntervalMs: Number(progress),
     ...(tls ? { tls } : {}),
+    ...(advertise ? { advertiseClientUrls: advertise } : {}),
   });
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {

@@ -29,6 +29,11 @@ export interface ServerOptions {
   /** How long close() lets calls in flight finish before cutting them off (default 5 s). */
   readonly shutdownGraceMs?: number;
   readonly observe?: CallObserver;
+  /**
+   * The client URLs MemberList reports (etcd's --advertise-client-urls); default the URL
+   * the server listens on. Needed when listening on 0.0.0.0.
+   */
+  readonly advertiseClientUrls?: readonly string[];
   /** Serve gRPC and HTTP over TLS (etcd's --cert-file, --key-file, --trusted-ca-file, --client-cert-auth). */
   readonly tls?: TlsOptions;
 }
@@ -114,7 +119,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   let grpc: GrpcServer | undefined;
   let http: HttpServer | undefined;
   try {
-    grpc = createGrpcServer(ctx, options.observe ? { observe: options.observe } : {});
+    const created = createGrpcServer(ctx, options.observe ? { observe: options.observe } : {});
+    grpc = created.server;
     const g = grpc;
     const grpcPort = await new Promise<number>((resolve, reject) => {
       g.bindAsync(hostPort(host, options.grpcPort), grpcCredentials(options.tls), (err, port) =>
@@ -134,7 +140,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     const scheme = options.tls ? "https" : "http";
     const grpcUrl = `${scheme}://${hostPort(host, grpcPort)}`;
     const httpUrl = `${scheme}://${hostPort(host, httpPort)}`;
-    urls.client = [grpcUrl];
+    urls.client = options.advertiseClientUrls?.length ? [...options.advertiseClientUrls] : [grpcUrl];
     ready = true;
     log.info(
       { grpcUrl, httpUrl, grpcPort, httpPort, dataDir: options.dataDir, revision: store.revision },
@@ -147,6 +153,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     };
     const shutdown = async () => {
       ready = false;
+      created.health.setStatus("", "NOT_SERVING");
       log.info("cairn server shutting down");
       await stopGrpc(g, streams, options.shutdownGraceMs ?? 5_000);
       await store.close();

@@ -66,6 +66,24 @@ describe("the cairn server process", () => {
     }
   });
 
+  it("--advertise-client-urls sets the client URLs MemberList reports", async () => {
+    const server = await startServerProcess({
+      args: ["--advertise-client-urls", "http://10.1.2.3:2379,http://cairn.internal:2379"],
+    });
+    dirs.push(server.dataDir);
+    const client = rawClient(server.address);
+    try {
+      const list = await client.call("Cluster", "MemberList", {});
+      assert.deepEqual(list.members[0].clientURLs, ["http://10.1.2.3:2379", "http://cairn.internal:2379"]);
+    } finally {
+      client.close();
+      await server.stop();
+    }
+    const bad = cairn(["server", "--data-dir", server.dataDir, "--advertise-client-urls", "10.1.2.3:2379"]);
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /--advertise-client-urls: expected URLs like/);
+  });
+
   it("/healthz and /readyz answer 200 while serving; unknown paths 404", async () => {
     const server = await startServerProcess();
     dirs.push(server.dataDir);

@@ -9,6 +9,7 @@ import { after, before, describe, it } from "node:test";
 import { type EtcdCluster, startEtcdCluster } from "@cairn/testing";
 import * as grpc from "@grpc/grpc-js";
 import { loadSync, type MessageTypeDefinition, type PackageDefinition } from "@grpc/proto-loader";
+import { protoPath as healthProtoPath } from "grpc-health-check";
 import { LOADER_OPTIONS, PROTO_DIR } from "../src/grpc/proto.js";
 import {
   Inbox,
@@ -192,6 +193,25 @@ for (const target of TARGETS) {
       assert.equal(read.kvs[0].mod_revision, second.header.revision);
       assert.ok(Number(st.dbSize) > 0);
       assert.match(st.version, conn.cairn ? /^3\.4\.0\+cairn\./ : /^3\.4\./);
+    });
+
+    it("the standard gRPC health service answers SERVING", async () => {
+      const health = grpc.loadPackageDefinition(loadSync(healthProtoPath, LOADER_OPTIONS)) as unknown as {
+        grpc: { health: { v1: { Health: grpc.ServiceClientConstructor } } };
+      };
+      const Health = health.grpc.health.v1.Health;
+      const hc = new Health(conn.address, grpc.credentials.createInsecure()) as unknown as {
+        check(req: object, cb: (err: grpc.ServiceError | null, res: { status: string }) => void): void;
+        close(): void;
+      };
+      try {
+        const res = await new Promise<{ status: string }>((resolve, reject) =>
+          hc.check({ service: "" }, (err, r) => (err ? reject(err) : resolve(r))),
+        );
+        assert.equal(res.status, "SERVING");
+      } finally {
+        hc.close();
+      }
     });
 
     it("range sorts, limits, counts and filters by revision as etcd does", async () => {

@@ -8,6 +8,7 @@ import {
   type ServiceDefinition,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { HealthImplementation } from "grpc-health-check";
 import { authorize, authService, tokenOf } from "./auth.js";
 import type { ServiceContext } from "./context.js";
 import { ETCD_ERRORS, StatusError, toStatus } from "./errors.js";
@@ -29,7 +30,13 @@ export interface GrpcServerOptions {
 
 type UnaryFn = (req: never) => Promise<object>;
 
-export function createGrpcServer(ctx: ServiceContext, options: GrpcServerOptions = {}): Server {
+/** The standard gRPC health service, SERVING for every service ("") as etcd's, until shutdown. */
+export type Health = Pick<HealthImplementation, "setStatus">;
+
+export function createGrpcServer(
+  ctx: ServiceContext,
+  options: GrpcServerOptions = {},
+): { server: Server; health: Health } {
   const server = new Server({
     "grpc.max_receive_message_length": ctx.limits.maxRequestBytes + GRPC_OVERHEAD_BYTES,
     "grpc.max_send_message_length": -1,
@@ -103,5 +110,7 @@ export function createGrpcServer(ctx: ServiceContext, options: GrpcServerOptions
   server.addService(sized(serviceDefinition(pkg, "Maintenance")), implement("Maintenance", maintenanceService(ctx)));
   server.addService(sized(serviceDefinition(pkg, "Cluster")), implement("Cluster", clusterService(ctx)));
   server.addService(sized(serviceDefinition(pkg, "Auth")), implement("Auth", authService(ctx)));
-  return server;
+  const health = new HealthImplementation({ "": "SERVING" });
+  health.addToServer(server);
+  return { server, health };
 }
