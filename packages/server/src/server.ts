@@ -114,6 +114,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     header: headerFiller(identity),
     streams,
     auth,
+    clientCertAuth: options.tls?.clientCertAuth === true,
   };
   let ready = false;
   let grpc: GrpcServer | undefined;

@@ -21,7 +21,7 @@ function makePki(dir: string): void {
     ["server", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth"],
     ["client", "extendedKeyUsage=clientAuth"],
   ] as const) {
-    ssl("req", ...ec, "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", `/CN=cairn ${name}`);
+    ssl("req", ...ec, "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", `/CN=cairn-${name}`);
     writeFileSync(join(dir, `${name}.ext`), `${ext}\n`);
     ssl(
       "x509",
@@ -98,7 +98,7 @@ describe("TLS", () => {
     }
   });
 
-  it("with --client-cert-auth, only clients with a certificate from the trusted CA are served", async () => {
+  it("with --client-cert-auth only clients with a certificate from the trusted CA are served, and its name is their user", async () => {
     const server = await startServerProcess({
       args: [
         "--cert-file",
@@ -147,6 +147,34 @@ describe("TLS", () => {
       } finally {
         await store.close();
       }
+
+      // With auth on, a certificate's common name is the user of a call without a token.
+      const certified = (...args: string[]) =>
+        runEtcdctl(server.address, [
+          "--cacert",
+          file("ca.crt"),
+          "--cert",
+          file("client.crt"),
+          "--key",
+          file("client.key"),
+          ...args,
+        ]);
+      for (const args of [
+        ["user", "add", "root:rootpw"],
+        ["user", "add", "cairn-client:unused"],
+        ["role", "add", "tls"],
+        ["role", "grant-permission", "tls", "readwrite", "/tls/", "--prefix=true"],
+        ["user", "grant-role", "cairn-client", "tls"],
+        ["auth", "enable"],
+      ]) {
+        const r = await certified(...args);
+        assert.equal(r.code, 0, `etcdctl ${args.join(" ")}: ${r.stderr}`);
+      }
+      const mine = await certified("put", "/tls/cn", "v");
+      assert.deepEqual([mine.code, mine.stdout], [0, "OK\n"], mine.stderr);
+      const theirs = await certified("put", "/elsewhere", "v");
+      assert.notEqual(theirs.code, 0);
+      assert.match(theirs.stderr, /etcdserver: permission denied/);
     } finally {
       await server.stop();
     }

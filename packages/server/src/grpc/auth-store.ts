@@ -68,6 +68,14 @@ interface StoredState {
 /** Who a call is made as: undefined when it carried no token. */
 export type Caller = string | undefined;
 
+/** What a call carries to say who makes it. */
+export interface Credentials {
+  /** From the "token" metadata. */
+  readonly token: string | undefined;
+  /** The common name of a verified client certificate, when client certificates are required. */
+  readonly certName: string | undefined;
+}
+
 /** A key interval, end exclusive; null: unbounded. */
 interface Interval {
   readonly start: Buffer;
@@ -188,11 +196,15 @@ export class AuthStore {
   // ---- who is calling ----
 
   /**
-   * The user a token names. No token: undefined (refused later where auth demands a user).
+   * The user a call is made as: the one its token names or, without a token, the common
+   * name of its verified client certificate (given only under --client-cert-auth, as
+   * etcd's AuthInfoFromTLS). Neither: undefined (refused later where auth demands a user).
    * A token while auth is off is ignored, as etcd does; an unknown or lapsed one fails.
    */
-  caller(token: string | undefined): Caller {
-    if (!this.#state.enabled || token === undefined) return undefined;
+  caller(credentials: Credentials): Caller {
+    const { token, certName } = credentials;
+    if (!this.#state.enabled) return undefined;
+    if (token === undefined) return certName;
     const entry = this.#tokens.get(token);
     const now = Date.now();
     if (!entry || entry.expiresAt < now || !this.#state.users.has(entry.user)) {
@@ -235,7 +247,8 @@ export class AuthStore {
     if (!this.#state.enabled) return;
     if (caller === undefined) throw AuthErrors.userEmpty();
     const user = this.#state.users.get(caller);
-    if (!user) throw AuthErrors.userNotFound();
+    // etcd's isOpPermitted: an unknown user (say, a certificate's name) is denied.
+    if (!user) throw AuthErrors.permissionDenied();
     if (user.roles.includes(ROOT)) return;
     const have: Interval[] = [];
     for (const role of user.roles) {

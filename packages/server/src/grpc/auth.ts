@@ -4,7 +4,7 @@
 // attaching a key to a lease or revoking it needs WRITE on the lease's keys, compaction
 // and user/role management need the root role. The token travels in "token" metadata.
 import { type Metadata, status as Status } from "@grpc/grpc-js";
-import type { AuthStore, Caller, PermType } from "./auth-store.js";
+import type { AuthStore, Caller, Credentials, PermType } from "./auth-store.js";
 import type { ServiceContext } from "./context.js";
 import { StatusError } from "./errors.js";
 import type { Int64, PbDeleteRangeRequest, PbPutRequest, PbRangeRequest, PbRequestOp, PbTxnRequest } from "./proto.js";
@@ -12,10 +12,18 @@ import type { Int64, PbDeleteRangeRequest, PbPutRequest, PbRangeRequest, PbReque
 /** etcd's TokenFieldNameGRPC. */
 const TOKEN_METADATA = "token";
 
-export function tokenOf(metadata: Metadata): string | undefined {
-  const value = metadata.get(TOKEN_METADATA)[0];
-  if (value === undefined) return undefined;
-  return typeof value === "string" ? value : value.toString();
+interface CallLike {
+  readonly metadata: Metadata;
+  getAuthContext(): { sslPeerCertificate?: { subject?: { CN?: string | string[] } } };
+}
+
+/** The token a call carries and, when client certificates are required, its certificate's name. */
+export function credentialsOf(call: CallLike, clientCertAuth: boolean): Credentials {
+  const value = call.metadata.get(TOKEN_METADATA)[0];
+  const token = value === undefined ? undefined : typeof value === "string" ? value : value.toString();
+  if (token !== undefined || !clientCertAuth) return { token, certName: undefined };
+  const cn = call.getAuthContext().sslPeerCertificate?.subject?.CN;
+  return { token, certName: Array.isArray(cn) ? cn[0] : cn || undefined };
 }
 
 const has = (key: Buffer | undefined): key is Buffer => key !== undefined && key.length > 0;
@@ -71,12 +79,12 @@ async function checkLeaseKeys(ctx: ServiceContext, caller: Caller, lease: Int64 
  * Checks a unary call before it is served. Does nothing while auth is off (tokens are then
  * ignored, as etcd does); throws etcd's auth errors otherwise.
  */
-export async function authorize(ctx: ServiceContext, method: string, req: unknown, token: string | undefined) {
+export async function authorize(ctx: ServiceContext, method: string, req: unknown, credentials: Credentials) {
   const auth = ctx.auth;
   if (!auth.enabled) return;
   if (method === "Auth.Authenticate" || method === "Auth.AuthStatus") return;
   if (method.startsWith("Maintenance.") || method.startsWith("Cluster.")) return;
-  const caller = auth.caller(token);
+  const caller = auth.caller(credentials);
   switch (method) {
     case "KV.Range":
       checkRange(auth, caller, req as PbRangeRequest);

@@ -55,6 +55,8 @@ export interface ServiceContext {
   readonly header: HeaderOf;
   readonly streams: Set<OpenStream>;
   readonly auth: AuthStore;
+  /** Clients must show a certificate (--client-cert-auth); its name is then a user name. */
+  readonly clientCertAuth: boolean;
 }
 
 /** The raft term every header reports: a fresh one-member etcd is at term 2 after its election. */

@@ -9,7 +9,7 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
-import { authorize, authService, tokenOf } from "./auth.js";
+import { authorize, authService, credentialsOf } from "./auth.js";
 import type { ServiceContext } from "./context.js";
 import { ETCD_ERRORS, StatusError, toStatus } from "./errors.js";
 import { kvService } from "./kv.js";
@@ -73,7 +73,7 @@ export function createGrpcServer(
         const request = call.request;
         // With auth off (the usual case) nothing is checked: no extra turn on the hot path.
         pending = ctx.auth.enabled
-          ? authorize(ctx, method, request, tokenOf(call.metadata)).then(() => fn(request as never))
+          ? authorize(ctx, method, request, credentialsOf(call, ctx.clientCertAuth)).then(() => fn(request as never))
           : fn(request as never);
       } catch (err) {
         pending = Promise.reject(err);

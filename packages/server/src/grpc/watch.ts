@@ -4,7 +4,8 @@
 // cancelled with compact_revision set, as etcd's watch server does (v3rpc/watch.go).
 import { CompactedError, type WatchEvent, type Watcher, type WatchFilter } from "@cairn/core";
 import type { ServerDuplexStream } from "@grpc/grpc-js";
-import { tokenOf } from "./auth.js";
+import { credentialsOf } from "./auth.js";
+import type { Credentials } from "./auth-store.js";
 import type { OpenStream, ServiceContext } from "./context.js";
 import { eventOf, eventSize, int, watchRange } from "./convert.js";
 import { ETCD_ERRORS, toStatus } from "./errors.js";
@@ -60,12 +61,12 @@ class WatchSession implements OpenStream {
   /** Requests are served one at a time, in order: a cancel never overtakes its create. */
   #chain: Promise<void> = Promise.resolve();
   #open = true;
-  readonly #token: string | undefined;
+  readonly #credentials: Credentials;
 
   constructor(ctx: ServiceContext, call: WatchCall) {
     this.#ctx = ctx;
     this.#call = call;
-    this.#token = tokenOf(call.metadata);
+    this.#credentials = credentialsOf(call, ctx.clientCertAuth);
     ctx.streams.add(this);
     call.on("data", (req: PbWatchRequest) => {
       this.#chain = this.#chain.then(() => this.#serve(req)).catch((err) => this.#fail(err));
@@ -171,7 +172,7 @@ class WatchSession implements OpenStream {
     // etcd's isWatchPermitted: the stream's token must allow reading the whole range.
     if (this.#ctx.auth.enabled) {
       try {
-        this.#ctx.auth.check(this.#ctx.auth.caller(this.#token), "read", key, req.range_end);
+        this.#ctx.auth.check(this.#ctx.auth.caller(this.#credentials), "read", key, req.range_end);
       } catch (err) {
         this.#refuse(toStatus(err).details);
         return;
