@@ -1,0 +1,235 @@
+// npm run bench:gateway — one upstream, four ways in, measured one after another in one run:
+// direct, nginx (Debian's, one worker, keepalive upstream), @fastify/http-proxy, and cairn
+// gateway (registry-discovered upstream, request-id and metrics plugins on). Each server runs
+// in its own process; load comes from autocannon. Also times router matching with 10 and with
+// 10,000 routes loaded. Last line: `gateway bench: cairn/nginx req/s ratio R, cairn/fastify-proxy ratio F`
+// (targets R >= 0.70, F >= 1.7, p99 <= 2x nginx's).
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { performance } from "node:perf_hooks";
+import { Router } from "@cairn/gateway";
+import autocannon from "autocannon";
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const WARMUP = Number(process.env.BENCH_WARMUP_SECONDS ?? 1);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
+const ROOT = new URL("..", import.meta.url).pathname;
+
+function findNginx(): string {
+  for (const candidate of ["nginx", "/usr/sbin/nginx"]) {
+    try {
+      execFileSync(candidate, ["-v"], { stdio: "ignore" });
+      return candidate;
+    } catch {}
+  }
+  throw new Error("gateway bench needs nginx: install it with `apt-get install nginx` (Debian/Ubuntu)");
+}
+
+const children: ChildProcess[] = [];
+process.on("exit", () => {
+  for (const c of children) if (c.exitCode === null) c.kill("SIGKILL");
+});
+
+/** Runs an ES module given as text in a child process (cwd: the repo, so packages resolve); resolves with the port it prints. */
+function spawnScript(name: string, code: string, env: Record<string, string> = {}): Promise<number> {
+  const child = spawn(process.execPath, ["--input-type=module", "-e", code], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  children.push(child);
+  return new Promise((resolve, reject) => {
+    let out = "";
+    child.stdout!.setEncoding("utf8").on("data", (c: string) => {
+      out += c;
+      const m = out.match(/port (\d+)/);
+      if (m) resolve(Number(m[1]));
+    });
+    child.once("exit", (code) => reject(new Error(`${name} exited with ${code}`)));
+  });
+}
+
+const UPSTREAM = `
+import { createServer } from "node:http";
+const body = Buffer.from("hello, world\\n");
+const server = createServer({ keepAliveTimeout: 60000 }, (req, res) => {
+  req.resume();
+  res.writeHead(200, { "content-type": "text/plain", "content-length": body.length });
+  res.end(body);
+});
+server.listen(0, "127.0.0.1", () => console.log("port " + server.address().port));
+`;
+
+const FASTIFY = `
+import Fastify from "fastify";
+import proxy from "@fastify/http-proxy";
+const app = Fastify({ logger: false });
+await app.register(proxy, { upstream: "http://127.0.0.1:" + process.env.UPSTREAM_PORT });
+await app.listen({ port: 0, host: "127.0.0.1" });
+console.log("port " + app.server.address().port);
+`;
+
+const CAIRN = `
+import { openEmbedded } from "@cairn/embedded";
+import { Gateway, RouteAdmin } from "@cairn/gateway";
+import { register } from "@cairn/recipes";
+import pino from "pino";
+const store = openEmbedded();
+await register(store, { service: "bench", address: "127.0.0.1", port: Number(process.env.UPSTREAM_PORT) });
+await new RouteAdmin(store).put({
+  id: "bench",
+  match: { path: "/" },
+  upstream: { type: "service", service: "bench" },
+  plugins: [{ name: "request-id" }, { name: "metrics" }],
+});
+const gateway = new Gateway({ store, logger: pino({ level: "warn" }) });
+const address = await gateway.listen(0, "127.0.0.1");
+console.log("port " + address.port);
+`;
+
+async function startNginx(binary: string, upstreamPort: number): Promise<{ port: number; dir: string }> {
+  const dir = mkdtempSync(join(tmpdir(), "cairn-bench-nginx-"));
+  const port = await freePort();
+  writeFileSync(
+    join(dir, "nginx.conf"),
+    `worker_processes 1;
+daemon off;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  keepalive_requests 100000;
+  upstream up {
+    server 127.0.0.1:${upstreamPort};
+    keepalive 128;
+  }
+  server {
+    listen 127.0.0.1:${port};
+    location / {
+      proxy_pass http://up;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+`,
+  );
+  const child = spawn(binary, ["-p", dir, "-c", join(dir, "nginx.conf")], { stdio: ["ignore", "ignore", "inherit"] });
+  children.push(child);
+  await waitForPort(port);
+  return { port, dir };
+}
+
+async function freePort(): Promise<number> {
+  const { createServer } = await import("node:net");
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, "127.0.0.1", () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+async function waitForPort(port: number): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}/`);
+      await res.arrayBuffer();
+      if (res.ok) return;
+    } catch {}
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`nothing answered on port ${port}`);
+}
+
+interface Row {
+  readonly name: string;
+  readonly rps: number;
+  readonly p50: number;
+  readonly p99: number;
+  readonly errors: number;
+}
+
+async function measure(name: string, port: number): Promise<Row> {
+  const url = `http://127.0.0.1:${port}/hello`;
+  if (WARMUP > 0) await autocannon({ url, connections: CONNECTIONS, duration: WARMUP });
+  const r = await autocannon({ url, connections: CONNECTIONS, duration: SECONDS });
+  return {
+    name,
+    rps: r.requests.average,
+    p50: r.latency.p50,
+    p99: r.latency.p99,
+    errors: r.errors + r.non2xx + r.timeouts,
+  };
+}
+
+/** Nanoseconds per match with `n` routes loaded (the matched route is among them). */
+function matchCost(n: number): number {
+  const router = new Router<number>();
+  for (let i = 0; i < n; i++) router.set(`r${i}`, { path: `/svc${i % 100}/v${i}/:id`, pathType: "prefix" }, i);
+  const requests = Array.from({ length: 64 }, (_, k) => {
+    const i = (k * 7919) % n;
+    return { method: "GET", host: "api.example.com", path: `/svc${i % 100}/v${i}/42/items`, headers: {} };
+  });
+  let sink = 0;
+  for (let k = 0; k < 200_000; k++) sink += router.match(requests[k & 63]!)!.value;
+  const rounds = 1_000_000;
+  const start = performance.now();
+  for (let k = 0; k < rounds; k++) sink += router.match(requests[k & 63]!)!.value;
+  const ns = ((performance.now() - start) * 1e6) / rounds;
+  if (sink === -1) console.log(sink);
+  return ns;
+}
+
+const nginxBinary = findNginx();
+const upstreamPort = await spawnScript("upstream", UPSTREAM);
+const nginx = await startNginx(nginxBinary, upstreamPort);
+const fastifyPort = await spawnScript("fastify-proxy", FASTIFY, { UPSTREAM_PORT: String(upstreamPort) });
+const cairnPort = await spawnScript("cairn gateway", CAIRN, { UPSTREAM_PORT: String(upstreamPort) });
+await waitForPort(cairnPort);
+
+const rows: Row[] = [];
+try {
+  for (const [name, port] of [
+    ["direct", upstreamPort],
+    ["nginx", nginx.port],
+    ["fastify-proxy", fastifyPort],
+    ["cairn gateway", cairnPort],
+  ] as const) {
+    rows.push(await measure(name, port));
+  }
+} finally {
+  for (const c of children) c.kill("SIGTERM");
+  rmSync(nginx.dir, { recursive: true, force: true });
+}
+
+const header = ["target", "req/s", "p50 ms", "p99 ms", "errors"];
+const table = rows.map((r) => [r.name, r.rps.toFixed(0), r.p50.toFixed(2), r.p99.toFixed(2), String(r.errors)]);
+const widths = header.map((h, i) => Math.max(h.length, ...table.map((row) => row[i]!.length)));
+const line = (cells: string[]) =>
+  cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
+console.log(`${CONNECTIONS} connections, ${SECONDS} s each after ${WARMUP} s warm-up, GET of a 13-byte body`);
+console.log(line(header));
+console.log(line(widths.map((w) => "-".repeat(w))));
+for (const row of table) console.log(line(row));
+
+const few = matchCost(10);
+const many = matchCost(10_000);
+console.log(`router match: ${few.toFixed(0)} ns with 10 routes, ${many.toFixed(0)} ns with 10,000 routes`);
+
+const byName = Object.fromEntries(rows.map((r) => [r.name, r]));
+const cairn = byName["cairn gateway"]!;
+const R = cairn.rps / byName.nginx!.rps;
+const F = cairn.rps / byName["fastify-proxy"]!.rps;
+console.log(`p99: cairn ${cairn.p99.toFixed(2)} ms, nginx ${byName.nginx!.p99.toFixed(2)} ms`);
+console.log(`gateway bench: cairn/nginx req/s ratio ${R.toFixed(2)}, cairn/fastify-proxy ratio ${F.toFixed(2)}`);
