@@ -166,15 +166,26 @@ export class RouteAdmin {
     return { route, version: versionOf(hist?.type === "range" ? hist.kvs[0] : undefined), revision: kv.modRevision };
   }
 
-  /** Every live route, by id (versions are left 0 here: read one route for its version). */
+  /** Every live route, by id, with its version. */
   async list(): Promise<RouteRecord[]> {
     const res = await this.#store.range(routesPrefix(this.namespace), { prefix: true });
-    const out: RouteRecord[] = [];
+    const routes: { route: Route; revision: number }[] = [];
     for (const kv of res.kvs) {
       const route = this.#decode(kv);
-      if (route) out.push({ route, version: 0, revision: kv.modRevision });
+      if (route) routes.push({ route, revision: kv.modRevision });
     }
-    return out;
+    const versions: number[] = [];
+    // Versions come from history, read at the list's revision so they match the routes listed.
+    for (let i = 0; i < routes.length; i += MAX_ROUTES_PER_TXN * 2) {
+      const chunk = routes.slice(i, i + MAX_ROUTES_PER_TXN * 2);
+      versions.push(
+        ...(await this.#latestVersions(
+          chunk.map((r) => r.route.id),
+          res.header.revision,
+        )),
+      );
+    }
+    return routes.map((r, i) => ({ ...r, version: versions[i] ?? 0 }));
   }
 
   /** Deletes a route (its history stays, and records the deletion). False when there was none. */
@@ -259,7 +270,7 @@ export class RouteAdmin {
     }
   }
 
-  async #latestVersions(ids: readonly string[]): Promise<number[]> {
+  async #latestVersions(ids: readonly string[], revision?: number): Promise<number[]> {
     const res = await this.#store.txn({
       success: ids.map((id) => ({
         type: "range" as const,
@@ -268,6 +279,7 @@ export class RouteAdmin {
         sortOrder: "descend" as const,
         limit: 1,
         keysOnly: true,
+        ...(revision !== undefined ? { revision } : {}),
       })),
     });
     return res.responses.map((r) => (r.type === "range" ? versionOf(r.kvs[0]) : 0));

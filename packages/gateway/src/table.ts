@@ -106,6 +106,7 @@ export class RouteTable {
   #lastError = "";
   #probe: NodeJS.Timeout | undefined;
   #outage = false;
+  #statusCall: Promise<unknown> | undefined;
   #readyResolve!: () => void;
   readonly ready: Promise<void>;
   readonly #listeners = new Set<(revision: number) => void>();
@@ -196,10 +197,20 @@ export class RouteTable {
   /** A quiet watch cannot tell "no change" from "store gone": ask the store now and then. */
   async #checkStore(timeoutMs: number): Promise<void> {
     if (this.#abort.signal.aborted) return;
+    // One status call at a time: while the store is away, unanswered calls would otherwise pile
+    // up (each waits out the engine's own retries); later probes wait on the same call.
+    if (!this.#statusCall) {
+      const call = this.#opts.store.status().finally(() => {
+        this.#statusCall = undefined;
+      });
+      call.catch(() => {});
+      this.#statusCall = call;
+    }
+    const pending = this.#statusCall;
     let timer: NodeJS.Timeout | undefined;
     try {
       await Promise.race([
-        this.#opts.store.status(),
+        pending,
         new Promise((_, reject) => {
           timer = setTimeout(() => reject(new Error("store status timed out")), timeoutMs);
         }),

@@ -156,9 +156,13 @@ for (const [engine, open] of engines) {
       const restored = await admin.rollback("r", 2);
       assert.equal(restored.version, 6);
       assert.equal((await admin.get("r"))?.route.upstream.type, "static");
+      await admin.put(staticRoute("s", 8009));
       assert.deepEqual(
-        (await admin.list()).map((r) => r.route.id),
-        ["r"],
+        (await admin.list()).map((r) => [r.route.id, r.version]),
+        [
+          ["r", 6],
+          ["s", 1],
+        ],
       );
     });
   });
