@@ -36,6 +36,8 @@ export interface Persistence {
   commit(batch: Batch): void;
   size(): number;
   close(): void;
+  /** Copies the committed state to a new database file at `path`, online. */
+  backup?(path: string): Promise<void>;
 }
 
 /** Memory only: nothing survives the process. */
@@ -128,6 +130,10 @@ export class SqlitePersistence implements Persistence {
     const pageCount = this.#db.pragma("page_count", { simple: true }) as number;
     const pageSize = this.#db.pragma("page_size", { simple: true }) as number;
     return pageCount * pageSize;
+  }
+
+  async backup(path: string): Promise<void> {
+    await this.#db.backup(path);
   }
 
   close(): void {

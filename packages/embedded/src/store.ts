@@ -718,6 +718,17 @@ export class EmbeddedStore implements Store {
     this.#persistence.close();
   }
 
+  /**
+   * Writes a consistent copy of everything acknowledged so far to `path`: a database file
+   * that, named cairn.db in an empty data directory, opens as this store did. Online: reads
+   * and writes go on meanwhile.
+   */
+  async backup(path: string): Promise<void> {
+    this.#checkOpen();
+    if (!this.#persistence.backup) throw new InvalidArgumentError("backup", "a memory-only store has nothing on disk");
+    await this.#persistence.backup(path);
+  }
+
   /** The revision readers see now (what a response header reports), without a round trip. */
   get revision(): number {
     return this.#durable;

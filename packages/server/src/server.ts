@@ -107,7 +107,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     peerUrls: [],
   };
   const ctx: ServiceContext = {
-    backend: embeddedBackend(store),
+    backend: embeddedBackend(store, options.dataDir),
     identity,
     limits,
     log,

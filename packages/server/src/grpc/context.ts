@@ -1,5 +1,7 @@
 // What every gRPC service of cairn server shares: the store behind it, how response
 // headers are filled, the request limits, the logger and the open streams.
+import { randomUUID } from "node:crypto";
+import { join } from "node:path";
 import { type LeaseId, LeaseNotFoundError, type Store, type StoreLimits } from "@cairn/core";
 import type { EmbeddedStore } from "@cairn/embedded";
 import type { Logger } from "pino";
@@ -13,11 +15,19 @@ export interface Backend {
   revision(): number;
   /** Refreshes a lease by id: its TTL in seconds, or 0 if it does not exist (etcd's answer). */
   keepAlive(id: LeaseId): Promise<number>;
+  /** Writes a consistent copy of the database to a new temporary file; the caller removes it. */
+  snapshot(): Promise<string>;
 }
 
-export function embeddedBackend(store: EmbeddedStore): Backend {
+export function embeddedBackend(store: EmbeddedStore, dataDir: string): Backend {
   return {
     store,
+    snapshot: async () => {
+      // In the data directory: the copy is as large as the database, often too large for /tmp.
+      const path = join(dataDir, `snapshot-${process.pid}-${randomUUID()}.db.tmp`);
+      await store.backup(path);
+      return path;
+    },
     revision: () => store.revision,
     keepAlive: async (id) => {
       try {

@@ -3,6 +3,7 @@
 // into a status, never an exception out of the server.
 import {
   type handleBidiStreamingCall,
+  type handleServerStreamingCall,
   type handleUnaryCall,
   Server,
   type ServiceDefinition,
@@ -14,7 +15,7 @@ import type { ServiceContext } from "./context.js";
 import { ETCD_ERRORS, StatusError, toStatus } from "./errors.js";
 import { kvService } from "./kv.js";
 import { leaseKeepAlive, leaseService } from "./lease.js";
-import { clusterService, maintenanceService } from "./maintenance.js";
+import { clusterService, maintenanceService, snapshotStream } from "./maintenance.js";
 import { loadEtcdProto, type PbLeaseIdRequest, type PbWatchRequest, serviceDefinition } from "./proto.js";
 import { watchStream } from "./watch.js";
 
@@ -107,7 +108,10 @@ export function createGrpcServer(
   server.addService(sized(serviceDefinition(pkg, "Watch")), {
     Watch: ((call) => watchStream(ctx, call)) satisfies handleBidiStreamingCall<PbWatchRequest, object>,
   });
-  server.addService(sized(serviceDefinition(pkg, "Maintenance")), implement("Maintenance", maintenanceService(ctx)));
+  server.addService(sized(serviceDefinition(pkg, "Maintenance")), {
+    ...implement("Maintenance", maintenanceService(ctx)),
+    Snapshot: ((call) => snapshotStream(ctx, call)) satisfies handleServerStreamingCall<object, object>,
+  });
   server.addService(sized(serviceDefinition(pkg, "Cluster")), implement("Cluster", clusterService(ctx)));
   server.addService(sized(serviceDefinition(pkg, "Auth")), implement("Auth", authService(ctx)));
   const health = new HealthImplementation({ "": "SERVING" });
