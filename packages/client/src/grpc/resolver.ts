@@ -52,6 +52,8 @@ export function registerCairnResolver(store: Store, options: CairnResolverOption
     #view: ServiceView | undefined;
     #opening = false;
     #generation = 0;
+    /** The view version last reported. */
+    #reported = -1;
     #unsubscribe: (() => void) | undefined;
 
     constructor(target: GrpcUri, listener: ResolverListener) {
@@ -73,7 +75,10 @@ export function registerCairnResolver(store: Store, options: CairnResolverOption
         return;
       }
       if (this.#view) {
-        process.nextTick(() => this.#report());
+        // The watch already reports every change; asked again with nothing new, say nothing
+        // (grpc-js asks on every subchannel state change, and answering each request would
+        // feed a loop).
+        if (this.#view.snapshot().version !== this.#reported) process.nextTick(() => this.#report());
         return;
       }
       if (this.#opening) return;
@@ -108,6 +113,7 @@ export function registerCairnResolver(store: Store, options: CairnResolverOption
     #report(): void {
       const view = this.#view;
       if (!view) return;
+      this.#reported = view.snapshot().version;
       const instances = view.instances().filter((i) => speaksGrpc(i.protocol));
       if (instances.length === 0) {
         this.#fail(`no ${this.#service} instance is available`);
@@ -132,6 +138,7 @@ export function registerCairnResolver(store: Store, options: CairnResolverOption
       this.#unsubscribe = undefined;
       this.#view?.close();
       this.#view = undefined;
+      this.#reported = -1;
     }
 
     static getDefaultAuthority(target: GrpcUri): string {
