@@ -8,7 +8,7 @@ import { Gateway, type GatewayPlugin, RouteAdmin } from "@cairn/gateway";
 import pino from "pino";
 import { maintenancePlugin } from "./maintenance.js";
 
-const plugin = maintenancePlugin as GatewayPlugin<unknown>;
+const plugin: GatewayPlugin<unknown> = maintenancePlugin;
 const upstream = createServer((_req, res) => res.end("hello from the upstream\n"));
 await new Promise<void>((resolve) => upstream.listen(0, "127.0.0.1", resolve));
 const port = (upstream.address() as AddressInfo).port;

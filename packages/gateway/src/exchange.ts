@@ -5,8 +5,13 @@ import type { TLSSocket } from "node:tls";
 import type { Exchange } from "./plugin.js";
 import type { Route } from "./schema.js";
 
-/** Headers that belong to one connection, not to the request (RFC 9110 §7.6.1), plus Node's framing. */
+/**
+ * Headers that belong to one connection, not to the request (RFC 9110 §7.6.1), plus framing
+ * Node redoes itself. Expect is answered by Node's server already (100 Continue) and undici
+ * refuses to send it.
+ */
 const HOP_BY_HOP = new Set([
+  "expect",
   "connection",
   "keep-alive",
   "proxy-connection",

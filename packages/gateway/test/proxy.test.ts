@@ -3,7 +3,7 @@
 // retries only where safe, WebSocket upgrades, reloads that leave in-flight requests alone,
 // and a graceful shutdown that drains.
 import assert from "node:assert/strict";
-import { createServer, get as httpGet, type IncomingMessage } from "node:http";
+import { createServer, get as httpGet, request as httpRequest, type IncomingMessage } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Readable } from "node:stream";
 import { after, before, describe, it } from "node:test";
@@ -92,6 +92,24 @@ describe("proxy", () => {
     const other = await request(`${gw.url}/api/users/42`, { headers: { host: "other.example.com" } });
     assert.equal(other.statusCode, 404);
     assert.equal(((await other.body.json()) as { error: { code: string } }).error.code, "ENO_ROUTE");
+  });
+
+  it("a POST sent with Expect: 100-continue (as curl does for large bodies) goes through", async () => {
+    const gw = await setup("expect");
+    await gw.admin.put(staticRoute("r", a.port));
+    await synced(gw);
+    const res = await new Promise<IncomingMessage>((resolve, reject) => {
+      const req = httpRequest(`${gw.url}/upload`, {
+        method: "POST",
+        headers: { expect: "100-continue", "content-length": "4096" },
+      });
+      req.once("continue", () => req.end(Buffer.alloc(4096)));
+      req.once("response", resolve).once("error", reject);
+    });
+    let text = "";
+    for await (const chunk of res) text += chunk;
+    assert.equal(res.statusCode, 200, text);
+    assert.equal((JSON.parse(text) as { bytes: number }).bytes, 4096);
   });
 
   it("streams bodies both ways: an 8 MiB upload arrives whole and an 8 MiB download comes back whole", async () => {
