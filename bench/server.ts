@@ -1,7 +1,8 @@
 // npm run bench:server — the same etcd3-client workload against `cairn server` (a child
 // process over the embedded engine on disk) and a real single-member etcd, in one run:
 // puts/s at concurrency 1 and 64, point ranges/s, watch latency. Figures are medians of
-// BENCH_ROUNDS rounds of BENCH_SECONDS each. Last line: the puts/s ratio at concurrency 64.
+// BENCH_ROUNDS rounds of BENCH_SECONDS each, alternating between the two. Last line: the
+// puts/s ratio at concurrency 64.
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -12,7 +13,7 @@ import { Etcd3 } from "etcd3";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
-const CLI = fileURLToPath(new URL("../packages/server/dist/src/cli.js", import.meta.url));
+const CLI = fileURLToPath(new URL("../../packages/server/dist/src/cli.js", import.meta.url));
 
 interface Figures {
   puts1: number;
@@ -71,33 +72,28 @@ async function watchLatency(client: Etcd3, prefix: string, count: number): Promi
   return latencies.sort((a, b) => a - b);
 }
 
-async function measure(name: string, endpoint: string): Promise<Figures> {
-  const client = new Etcd3({ hosts: [endpoint] });
-  const runs: Figures[] = [];
+/** One round of every figure against one target. */
+async function round(client: Etcd3, round: number): Promise<Figures> {
   const value = "v".repeat(100);
-  try {
-    for (let round = 0; round < ROUNDS; round++) {
-      const p = `/bench-server/${round}/`;
-      const puts1 = await throughput(1, (w, i) =>
-        client
-          .put(`${p}c1/${w}/${i % 1000}`)
-          .value(value)
-          .exec(),
-      );
-      const puts64 = await throughput(64, (w, i) =>
-        client
-          .put(`${p}c64/${w}/${i % 100}`)
-          .value(value)
-          .exec(),
-      );
-      const ranges64 = await throughput(64, (w, i) => client.get(`${p}c64/${w}/${i % 100}`).string());
-      const lat = await watchLatency(client, `${p}watch/`, 1000);
-      runs.push({ puts1, puts64, ranges64, watchP50: percentile(lat, 50), watchP99: percentile(lat, 99) });
-      process.stderr.write(`  ${name} round ${round + 1}/${ROUNDS}: puts64 ${Math.round(puts64)}/s\n`);
-    }
-  } finally {
-    client.close();
-  }
+  const p = `/bench-server/${round}/`;
+  const puts1 = await throughput(1, (w, i) =>
+    client
+      .put(`${p}c1/${w}/${i % 1000}`)
+      .value(value)
+      .exec(),
+  );
+  const puts64 = await throughput(64, (w, i) =>
+    client
+      .put(`${p}c64/${w}/${i % 100}`)
+      .value(value)
+      .exec(),
+  );
+  const ranges64 = await throughput(64, (w, i) => client.get(`${p}c64/${w}/${i % 100}`).string());
+  const lat = await watchLatency(client, `${p}watch/`, 1000);
+  return { puts1, puts64, ranges64, watchP50: percentile(lat, 50), watchP99: percentile(lat, 99) };
+}
+
+function medians(runs: Figures[]): Figures {
   const pick = (k: keyof Figures) => median(runs.map((r) => r[k]));
   return {
     puts1: pick("puts1"),
@@ -137,20 +133,33 @@ async function startCairn(dataDir: string): Promise<{ endpoint: string; stop: ()
   };
 }
 
+// Both targets run side by side and the rounds alternate between them, so a machine
+// that is busier for a while (they are small and shared) weighs on both alike.
 const dataDir = mkdtempSync(join(tmpdir(), "cairn-bench-server-"));
 const results: [string, Figures][] = [];
 try {
-  process.stderr.write(`server bench: ${ROUNDS} rounds of ${SECONDS}s per figure, medians\n`);
+  process.stderr.write(`server bench: ${ROUNDS} alternating rounds of ${SECONDS}s per figure, medians\n`);
   const cairn = await startCairn(dataDir);
-  try {
-    results.push(["cairn server", await measure("cairn server", cairn.endpoint)]);
-  } finally {
+  const cluster = await startEtcdCluster({ members: 1 }).catch(async (err: unknown) => {
     await cairn.stop();
-  }
-  const cluster = await startEtcdCluster({ members: 1 });
+    throw err;
+  });
+  const targets = [
+    { name: "cairn server", client: new Etcd3({ hosts: [cairn.endpoint] }), runs: [] as Figures[] },
+    { name: "etcd (1 member)", client: new Etcd3({ hosts: [cluster.endpoints[0] as string] }), runs: [] as Figures[] },
+  ];
   try {
-    results.push(["etcd (1 member)", await measure("etcd", cluster.endpoints[0] as string)]);
+    for (let r = 0; r < ROUNDS; r++) {
+      for (const t of targets) {
+        const figures = await round(t.client, r);
+        t.runs.push(figures);
+        process.stderr.write(`  ${t.name} round ${r + 1}/${ROUNDS}: puts64 ${Math.round(figures.puts64)}/s\n`);
+      }
+    }
+    for (const t of targets) results.push([t.name, medians(t.runs)]);
   } finally {
+    for (const t of targets) t.client.close();
+    await cairn.stop();
     await cluster.close();
   }
 } finally {
