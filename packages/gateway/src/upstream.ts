@@ -3,7 +3,7 @@
 // outlier ejection; retries with a budget and a circuit breaker come from the runtime's
 // policies. Routes with the same upstream settings share one Upstream, so a route edit that
 // leaves the upstream alone keeps its ejection, breaker and discovery state.
-import type { Store } from "@cairn/core";
+import { isCairnError, type Store } from "@cairn/core";
 import { discover, type ServiceView } from "@cairn/recipes";
 import {
   Balancer,
@@ -183,8 +183,25 @@ export class Upstream {
       initialMs: Math.max(1, r.backoffMs),
       maxMs: Math.max(1, r.backoffMs * 8),
     });
-    this.retryIdempotent = retry({ maxAttempts: r.maxAttempts, idempotent: true, budget: this.retryBudget, backoff });
-    this.retryUnsent = retry({ maxAttempts: r.maxAttempts, idempotent: false, budget: this.retryBudget, backoff });
+    // Once response headers have gone to the client, the exchange is the client's: no retry.
+    const retryOn = (err: unknown) =>
+      !(err as { committed?: boolean })?.committed &&
+      !isCairnError(err, "EINVALID") &&
+      !isCairnError(err, "ECANCELLED");
+    this.retryIdempotent = retry({
+      maxAttempts: r.maxAttempts,
+      idempotent: true,
+      budget: this.retryBudget,
+      backoff,
+      retryOn,
+    });
+    this.retryUnsent = retry({
+      maxAttempts: r.maxAttempts,
+      idempotent: false,
+      budget: this.retryBudget,
+      backoff,
+      retryOn,
+    });
     this.retryMethods = new Set(r.methods);
     this.retryStatuses = new Set(r.onStatus);
     if (spec.circuitBreaker) {

@@ -27,7 +27,8 @@ export interface EchoServer {
 
 /**
  * An upstream that answers JSON describing the request: {name, method, url, headers, bytes}.
- * `/slow?ms=N` waits first; `/die` destroys the socket without answering; `/status/N` answers N.
+ * `/slow?ms=N` waits first; `/die` destroys the socket without answering; `/halfdie` sends the
+ * headers and part of the body, then destroys it; `/status/N` answers N; `?bytes=N` sends N bytes.
  */
 export function echoHandler(name: string, counter?: { count: number }) {
   return (req: IncomingMessage, res: ServerResponse) => {
@@ -41,6 +42,12 @@ export function echoHandler(name: string, counter?: { count: number }) {
       const answer = () => {
         if (url.pathname.endsWith("/die")) {
           req.socket.destroy();
+          return;
+        }
+        if (url.pathname.endsWith("/halfdie")) {
+          res.writeHead(200, { "content-type": "text/plain", "content-length": "1000" });
+          res.write(Buffer.alloc(100, 97));
+          setTimeout(() => req.socket.destroy(), 20);
           return;
         }
         const big = Number(url.searchParams.get("bytes") ?? 0);

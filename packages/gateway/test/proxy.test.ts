@@ -141,6 +141,17 @@ describe("proxy", () => {
     assert.equal(body.requestId, "req-die-1");
   });
 
+  it("an upstream dying after its response began cuts the client's response, and is not retried", async () => {
+    const gw = await setup("halfdie");
+    await gw.admin.put(staticRoute("r", a.port));
+    await synced(gw);
+    const before = a.count;
+    const res = await request(`${gw.url}/halfdie`);
+    assert.equal(res.statusCode, 200, "the headers had already gone out");
+    await assert.rejects(res.body.text(), "the body ends early, as an error");
+    assert.equal(a.count - before, 1, "a response already under way is not retried");
+  });
+
   it("an upstream slower than the route's timeout becomes a 504; a service with no instance a 503", async () => {
     const gw = await setup("timeout");
     await gw.admin.putMany([
