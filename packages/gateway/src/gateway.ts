@@ -53,6 +53,15 @@ export interface CloseOptions {
  */
 type Marked = Error & { upstreamFailure?: boolean; committed?: boolean; code?: string };
 
+/** A 5xx response that went to the client whole: a failure for the breaker, nothing to retry. */
+class DeliveredServerError extends Error {
+  readonly upstreamFailure = true;
+  readonly committed = true;
+  constructor(readonly status: number) {
+    super(`upstream answered ${status}`);
+  }
+}
+
 /** Where the body of a response that will be retried goes. */
 class Discard extends Writable {
   override _write(_chunk: unknown, _encoding: string, callback: () => void): void {
@@ -487,12 +496,18 @@ export class Gateway {
         pick.done(performance.now() - t0, "server-error");
         throw new StatusError(retryStatus);
       }
-      pick.done(performance.now() - t0, ex.status >= 500 ? "server-error" : "success");
+      if (ex.status >= 500) {
+        pick.done(performance.now() - t0, "server-error");
+        // Already delivered to the client; thrown only so the breaker counts it as a failure.
+        throw new DeliveredServerError(ex.status);
+      }
+      pick.done(performance.now() - t0, "success");
     };
     try {
       if (up.breaker) await up.breaker.execute((s) => policy.execute(once, s), controller.signal);
       else await policy.execute(once, controller.signal);
     } catch (err) {
+      if (err instanceof DeliveredServerError) return;
       if (controller.signal.aborted) {
         ex.errorCode = "ECANCELLED";
         return;

@@ -201,6 +201,71 @@ describe("proxy", () => {
     assert.equal(a.count - before, 1, "the POST reached the upstream once and was not repeated");
   });
 
+  it("an endpoint failing 5 times in a row is ejected, and traffic goes to the others", async () => {
+    const gw = await setup("eject");
+    let badCount = 0;
+    const bad = createServer((_req, res) => {
+      badCount++;
+      res.writeHead(500).end("broken");
+    });
+    await new Promise<void>((r) => bad.listen(0, "127.0.0.1", r));
+    cleanups.push(() => new Promise((r) => bad.close(r)));
+    await gw.admin.put({
+      id: "r",
+      match: { path: "/" },
+      upstream: {
+        type: "static",
+        targets: [
+          { address: "127.0.0.1", port: (bad.address() as AddressInfo).port },
+          { address: "127.0.0.1", port: b.port },
+        ],
+      },
+      circuitBreaker: false,
+    });
+    await synced(gw);
+    const statuses: number[] = [];
+    for (let i = 0; i < 30; i++) {
+      const res = await request(`${gw.url}/x`);
+      statuses.push(res.statusCode);
+      await res.body.dump();
+    }
+    assert.equal(badCount, 5, "the failing endpoint got exactly 5 requests before its ejection");
+    assert.deepEqual(statuses.slice(-15), Array(15).fill(200));
+  });
+
+  it("the circuit breaker opens on the failure rate, answers 503 at once, and lets a probe through later", async () => {
+    const gw = await setup("breaker");
+    let count = 0;
+    const bad = createServer((_req, res) => {
+      count++;
+      res.writeHead(500).end("broken");
+    });
+    await new Promise<void>((r) => bad.listen(0, "127.0.0.1", r));
+    cleanups.push(() => new Promise((r) => bad.close(r)));
+    await gw.admin.put(
+      staticRoute("r", (bad.address() as AddressInfo).port, {
+        circuitBreaker: { failureRate: 0.5, minRequests: 5, halfOpenAfterMs: 300 },
+        outlierEjection: false,
+      }),
+    );
+    await synced(gw);
+    const statuses: number[] = [];
+    for (let i = 0; i < 8; i++) {
+      const res = await request(`${gw.url}/x`);
+      statuses.push(res.statusCode);
+      if (res.statusCode === 503) {
+        assert.equal(((await res.body.json()) as { error: { code: string } }).error.code, "ECIRCUIT_OPEN");
+      } else await res.body.dump();
+    }
+    assert.deepEqual(statuses, [500, 500, 500, 500, 500, 503, 503, 503]);
+    assert.equal(count, 5);
+    await new Promise((r) => setTimeout(r, 400));
+    const probe = await request(`${gw.url}/x`);
+    await probe.body.dump();
+    assert.equal(probe.statusCode, 500, "after halfOpenAfterMs one probe reaches the upstream");
+    assert.equal(count, 6);
+  });
+
   it("WebSocket upgrades pass through to a registry-discovered upstream", async () => {
     const namespace = freshNamespace("ws");
     const server = createServer();
