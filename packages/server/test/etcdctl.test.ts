@@ -1,22 +1,12 @@
 // etcdctl (etcd's own command-line client, v3 API) against `cairn server`: the commands
 // people reach for first work, and print what they print against etcd.
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { after, before, describe, it } from "node:test";
-import { removeDir, type ServerProcess, sleep, startServerProcess } from "./support.js";
+import { removeDir, requireEtcdctl, type ServerProcess, sleep, startServerProcess } from "./support.js";
 
 let server: ServerProcess | undefined;
 const children = new Set<ChildProcess>();
-
-function requireEtcdctl(): void {
-  const probe = spawnSync("etcdctl", ["version"], { env: { ...process.env, ETCDCTL_API: "3" }, encoding: "utf8" });
-  if (probe.error || probe.status !== 0) {
-    throw new Error(
-      "etcdctl is not installed (or does not run): these tests need etcd's v3 client on PATH. " +
-        "Install it with `apt-get install etcd-client` (Debian/Ubuntu) or from https://github.com/etcd-io/etcd/releases.",
-    );
-  }
-}
 
 before(async () => {
   requireEtcdctl();

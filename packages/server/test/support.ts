@@ -1,7 +1,7 @@
 // Test helpers: `cairn server` as a real child process on free ports with a temp data
 // dir, and a raw gRPC client built from our own proto files, for asserting exact etcd
 // status codes, texts and message fields.
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -198,6 +198,16 @@ export class Inbox {
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+const ETCDCTL_MISSING =
+  "etcdctl is not installed (or does not run): these tests need etcd's v3 client on PATH. " +
+  "Install it with `apt-get install etcd-client` (Debian/Ubuntu) or from https://github.com/etcd-io/etcd/releases.";
+
+/** Fails with an install hint when etcdctl cannot run. */
+export function requireEtcdctl(): void {
+  const probe = spawnSync("etcdctl", ["version"], { env: { ...process.env, ETCDCTL_API: "3" }, encoding: "utf8" });
+  if (probe.error || probe.status !== 0) throw new Error(ETCDCTL_MISSING);
+}
+
 /** Runs etcdctl (v3 API) against `address` to completion. */
 export function runEtcdctl(
   address: string,
@@ -217,7 +227,9 @@ export function runEtcdctl(
     child.stderr.setEncoding("utf8").on("data", (c: string) => {
       stderr += c;
     });
-    child.on("error", reject);
+    child.on("error", (err: NodeJS.ErrnoException) =>
+      reject(err.code === "ENOENT" ? new Error(ETCDCTL_MISSING, { cause: err }) : err),
+    );
     const timer = setTimeout(() => {
       child.kill("SIGKILL");
       reject(new Error(`etcdctl ${args.join(" ")} did not finish within 15 s: ${stdout} ${stderr}`));
