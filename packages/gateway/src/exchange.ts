@@ -134,5 +134,7 @@ export function rewritePath(
     out = prefix + (out.startsWith("/") ? out : `/${out}`);
   }
   if (!out.startsWith("/")) out = `/${out}`;
+  // A template may carry its own query ("/items?id=:id"): the request's query joins it.
+  if (query && out.includes("?")) return `${out}&${query.slice(1)}`;
   return out + query;
 }

@@ -112,6 +112,59 @@ describe("proxy", () => {
     assert.equal((JSON.parse(text) as { bytes: number }).bytes, 4096);
   });
 
+  it("rewrites: a template takes path parameters; a regex replaces in the path", async () => {
+    const gw = await setup("rewrite");
+    await gw.admin.putMany([
+      staticRoute("tpl", a.port, {
+        match: { path: "/orders/:id/items/:item", pathType: "exact" },
+        rewrite: { path: "/v3/items/:item?order=:id" },
+      }),
+      staticRoute("re", a.port, {
+        match: { path: "^/legacy/", pathType: "regex" },
+        rewrite: { regex: { pattern: "^/legacy/(\\w+)", replacement: "/modern/$1/x" } },
+      }),
+    ]);
+    await synced(gw);
+    const tpl = await request(`${gw.url}/orders/o%201/items/i7?q=1`);
+    assert.equal(((await tpl.body.json()) as { url: string }).url, "/v3/items/i7?order=o%201&q=1");
+    const re = await request(`${gw.url}/legacy/users/5`);
+    assert.equal(((await re.body.json()) as { url: string }).url, "/modern/users/x/5");
+  });
+
+  it("a registry service: zone preference keeps traffic in the zone; ring hash keeps a key on one instance", async () => {
+    const namespace = freshNamespace("zone");
+    const regs = await Promise.all([
+      register(store, { namespace, service: "svc", id: "za", address: "127.0.0.1", port: a.port, zone: "z1" }),
+      register(store, { namespace, service: "svc", id: "zb", address: "127.0.0.1", port: b.port, zone: "z2" }),
+    ]);
+    cleanups.push(() => Promise.all(regs.map((r) => r.close())));
+    const admin = new RouteAdmin(store, { namespace });
+    await admin.putMany([
+      { id: "zoned", match: { path: "/zoned" }, upstream: { type: "service", service: "svc", zone: "z2" } },
+      {
+        id: "sticky",
+        match: { path: "/sticky" },
+        upstream: { type: "service", service: "svc", picker: "ring_hash", hashOn: "header:x-user" },
+      },
+    ]);
+    const gw = await startGateway(store, { namespace });
+    cleanups.push(() => gw.gateway.close({ drainMs: 100 }));
+    const names = async (path: string, headers: Record<string, string> = {}) => {
+      const out = new Set<string>();
+      for (let i = 0; i < 12; i++) {
+        const res = await request(`${gw.url}${path}`, { headers });
+        out.add(((await res.body.json()) as { name: string }).name);
+      }
+      return [...out];
+    };
+    assert.deepEqual(await names("/zoned"), ["b"]);
+    for (const user of ["u1", "u2", "u3", "u4"]) {
+      assert.equal((await names("/sticky", { "x-user": user })).length, 1, `user ${user} stays on one instance`);
+    }
+    await regs[1]!.update({ status: "critical" });
+    await waitFor("the zone to empty", async () => (await names("/zoned")).join() === "a", 2_000);
+  });
+
   it("streams bodies both ways: an 8 MiB upload arrives whole and an 8 MiB download comes back whole", async () => {
     const gw = await setup("stream");
     await gw.admin.put(staticRoute("r", a.port));

@@ -5,7 +5,7 @@ import { after, before, describe, it } from "node:test";
 import { openEmbedded } from "@cairn/embedded";
 import { register } from "@cairn/recipes";
 import { request } from "undici";
-import { RouteAdmin } from "../src/index.js";
+import { RouteAdmin, routeKey } from "../src/index.js";
 import {
   type EchoServer,
   freshNamespace,
@@ -40,6 +40,56 @@ describe("hot reload", () => {
       assert.equal(lags.length, 100);
       assert.ok(worst < 100, `every change live within 100 ms (worst ${worst.toFixed(1)} ms)`);
     } finally {
+      await store.close();
+    }
+  });
+
+  it("routes changed in one transaction become visible together", async () => {
+    const store = openEmbedded();
+    const namespace = freshNamespace("atomic");
+    const admin = new RouteAdmin(store, { namespace });
+    const gw = await startGateway(store, { namespace });
+    const seen: [boolean, boolean][] = [];
+    gw.gateway.table.onChange(() => {
+      seen.push([gw.gateway.table.get("x") !== undefined, gw.gateway.table.get("y") !== undefined]);
+    });
+    try {
+      await admin.putMany([
+        staticRoute("x", a.port, { match: { path: "/x" } }),
+        staticRoute("y", a.port, { match: { path: "/y" } }),
+      ]);
+      await waitFor("the routes", () => gw.gateway.table.get("y"), 2_000, 2);
+      await admin.delete("x");
+      await waitFor("the deletion", () => !gw.gateway.table.get("x"), 2_000, 2);
+      assert.deepEqual(seen, [
+        [true, true],
+        [false, true],
+      ]);
+    } finally {
+      await gw.gateway.close({ drainMs: 100 });
+      await store.close();
+    }
+  });
+
+  it("a stored route that fails to load leaves its last good version serving", async () => {
+    const store = openEmbedded();
+    const namespace = freshNamespace("badwrite");
+    const admin = new RouteAdmin(store, { namespace });
+    await admin.put(staticRoute("r", a.port));
+    const gw = await startGateway(store, { namespace });
+    try {
+      // Written past the admin, as a hand edit with etcdctl would be.
+      await store.put(routeKey(namespace, "r"), JSON.stringify({ id: "r", match: { path: "no-slash" } }));
+      await waitFor("the rejection", () => gw.gateway.status().rejected === 1, 2_000, 2);
+      const res = await request(`${gw.url}/still`);
+      assert.equal(res.statusCode, 200);
+      assert.equal(((await res.body.json()) as { name: string }).name, "a");
+      await store.put(routeKey(namespace, "r"), "{not json");
+      await waitFor("the second rejection", () => gw.gateway.status().rejected === 2, 2_000, 2);
+      await admin.put(staticRoute("r", a.port, { match: { path: "/only" } }));
+      await waitFor("the good version", async () => (await request(`${gw.url}/still`)).statusCode === 404, 2_000);
+    } finally {
+      await gw.gateway.close({ drainMs: 100 });
       await store.close();
     }
   });
