@@ -11,7 +11,7 @@ import { exportJWK, exportSPKI, generateKeyPair, SignJWT } from "jose";
 import pino from "pino";
 import { request } from "undici";
 import { z } from "zod";
-import { definePlugin, type GatewayPlugin, RouteAdmin } from "../src/index.js";
+import { definePlugin, Gateway, type GatewayPlugin, RouteAdmin, RouteSchemaError } from "../src/index.js";
 import { type EchoServer, freshNamespace, startEcho, startGateway, staticRoute, waitFor } from "./helpers.js";
 
 let store: Store;
@@ -285,6 +285,34 @@ describe("plugins", () => {
     assert.equal(logged?.status, 503);
     assert.equal(logged?.route, "r");
     assert.equal(logged?.path, "/status/503");
+  });
+
+  it("global plugins run for every request, unmatched ones included", async () => {
+    const namespace = freshNamespace("global");
+    await new RouteAdmin(store, { namespace }).put(staticRoute("r", up.port, { match: { path: "/api" } }));
+    const gw = await startGateway(store, {
+      namespace,
+      globalPlugins: [
+        { name: "request-id" },
+        { name: "metrics" },
+        { name: "ip-restriction", config: { deny: ["10.0.0.0/8"] } },
+      ],
+    });
+    cleanups.push(() => gw.gateway.close({ drainMs: 100 }));
+    const miss = await request(`${gw.url}/elsewhere`, { headers: { "x-request-id": "miss-1" } });
+    assert.equal(miss.statusCode, 404);
+    assert.equal(miss.headers["x-request-id"], "miss-1");
+    assert.equal((await json<{ requestId: string }>(miss)).requestId, "miss-1");
+    const hit = await request(`${gw.url}/api/x`);
+    assert.equal((await json(hit)).headers["x-request-id"], hit.headers["x-request-id"]);
+    const text = await gw.gateway.metrics.metrics();
+    assert.match(text, /cairn_gateway_requests_total\{route="none",method="GET",status="4xx"\} 1/);
+    assert.match(text, /cairn_gateway_requests_total\{route="r",method="GET",status="2xx"\} 1/);
+    assert.match(text, /cairn_gateway_errors_total\{route="none",code="ENO_ROUTE"\} 1/);
+    assert.throws(
+      () => new Gateway({ store, namespace, globalPlugins: [{ name: "rate-limit", config: { rate: -1 } }] }),
+      (err: unknown) => err instanceof RouteSchemaError && err.paths.includes("globalPlugins[0].config.rate"),
+    );
   });
 
   it("a third-party plugin written against the interface runs in route order with its own config", async () => {
