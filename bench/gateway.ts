@@ -173,22 +173,29 @@ async function measure(name: string, port: number): Promise<Row> {
   };
 }
 
-/** Nanoseconds per match with `n` routes loaded (the matched route is among them). */
+/**
+ * Nanoseconds per match with `n` routes loaded. The requests hit the same 10 routes whatever
+ * n is, so what is measured is the table's size, not how many routes the requests touch.
+ */
 function matchCost(n: number): number {
   const router = new Router<number>();
   for (let i = 0; i < n; i++) router.set(`r${i}`, { path: `/svc${i % 100}/v${i}/:id`, pathType: "prefix" }, i);
+  const hot = Array.from({ length: 10 }, (_, k) => Math.floor((k * n) / 10));
   const requests = Array.from({ length: 64 }, (_, k) => {
-    const i = (k * 7919) % n;
+    const i = hot[k % hot.length]!;
     return { method: "GET", host: "api.example.com", path: `/svc${i % 100}/v${i}/42/items`, headers: {} };
   });
   let sink = 0;
   for (let k = 0; k < 200_000; k++) sink += router.match(requests[k & 63]!)!.value;
   const rounds = 1_000_000;
-  const start = performance.now();
-  for (let k = 0; k < rounds; k++) sink += router.match(requests[k & 63]!)!.value;
-  const ns = ((performance.now() - start) * 1e6) / rounds;
+  let best = Number.POSITIVE_INFINITY;
+  for (let round = 0; round < 3; round++) {
+    const start = performance.now();
+    for (let k = 0; k < rounds; k++) sink += router.match(requests[k & 63]!)!.value;
+    best = Math.min(best, ((performance.now() - start) * 1e6) / rounds);
+  }
   if (sink === -1) console.log(sink);
-  return ns;
+  return best;
 }
 
 const nginxBinary = findNginx();
