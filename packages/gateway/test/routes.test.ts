@@ -120,6 +120,11 @@ for (const [engine, open] of engines) {
         admin.putMany(Array.from({ length: MAX_ROUTES_PER_TXN + 1 }, (_, i) => staticRoute(`r${i}`, 8000))),
         /at most 64 routes/,
       );
+      const full = await admin.putMany(
+        Array.from({ length: MAX_ROUTES_PER_TXN }, (_, i) => staticRoute(`bulk${i}`, 8000 + i)),
+      );
+      assert.equal(full.length, 64, "64 routes fit in one transaction on this engine");
+      assert.equal((await admin.list()).length, 3 + 64);
     });
 
     it("every version is kept; a rollback restores an older route as a new version", async () => {
