@@ -215,7 +215,8 @@ function responseOp(r: TxnOpResult): object {
     case "delete":
       return { response_delete_range: deleteResponse(r, innerHeader) };
     case "txn":
-      return { response_txn: txnResponse(r, innerHeader) };
+      // etcd fills the headers of a nested txn's operations but leaves its own empty.
+      return { response_txn: { ...txnResponse(r, innerHeader), header: innerHeader(0) } };
   }
 }
 
