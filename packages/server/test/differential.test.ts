@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { type EtcdCluster, startEtcdCluster } from "@cairn/testing";
 import {
+  Inbox,
   type Message,
   type RawClient,
   rawClient,
@@ -166,7 +167,15 @@ async function settledRevision(client: RawClient): Promise<number> {
   }
 }
 
-async function play(address: string): Promise<unknown[]> {
+interface Played {
+  readonly answers: unknown[];
+  /** Where the script started, and the revision after its last request. */
+  readonly base: number;
+  readonly last: number;
+  readonly client: RawClient;
+}
+
+async function play(address: string): Promise<Played> {
   const client = rawClient(address);
   clients.push(client);
   const answers: unknown[] = [];
@@ -179,21 +188,61 @@ async function play(address: string): Promise<unknown[]> {
       answers.push({ error: e.code, details: e.details });
     }
   }
-  return answers;
+  const last = Number((await client.call("KV", "Range", { key: b("a") })).header.revision);
+  return { answers, base, last, client };
 }
+
+/** Every watch response over the script's keys from `from` up to the script's last revision. */
+async function watchAnswers(played: Played, from: number, prevKv: boolean): Promise<unknown[]> {
+  const stream = played.client.stream("Watch", "Watch");
+  const inbox = new Inbox(stream);
+  stream.write({
+    create_request: { key: b("a"), range_end: END, start_revision: played.base + from - 1, prev_kv: prevKv },
+  });
+  const answers: unknown[] = [];
+  try {
+    for (;;) {
+      const res = await inbox.next();
+      answers.push(normalize(res, played.base));
+      if (res.canceled || Number(res.header.revision) >= played.last) return answers;
+    }
+  } finally {
+    stream.end();
+  }
+}
+
+let played: [Played, Played] | undefined;
 
 describe("cairn server and etcd answer the same requests alike", () => {
   it("a script of writes, deletes, txns, leases and compaction gets the same answers, field for field", async () => {
     if (!cairn || !etcd) throw new Error("the servers did not start");
-    const [ours, theirs] = await Promise.all([
-      play(cairn.address),
-      play((etcd.endpoints[0] as string).replace(/^http:\/\//, "")),
-    ]);
+    played = await Promise.all([play(cairn.address), play((etcd.endpoints[0] as string).replace(/^http:\/\//, ""))]);
+    const [ours, theirs] = played;
     const steps = script((n) => n);
-    assert.equal(ours.length, steps.length);
+    assert.equal(ours.answers.length, steps.length);
     for (let i = 0; i < steps.length; i++) {
       const [service, method] = steps[i] as Step;
-      assert.deepEqual(ours[i], theirs[i], `step ${i}: ${service}.${method}`);
+      assert.deepEqual(ours.answers[i], theirs.answers[i], `step ${i}: ${service}.${method}`);
+    }
+  });
+
+  it("watches over the script's history see the same events, and the same compaction answer", async () => {
+    if (!played) throw new Error("the script did not run");
+    const [ours, theirs] = played;
+    for (const [from, prevKv] of [
+      [6, true],
+      [7, false],
+      [2, false],
+    ] as const) {
+      const [a, b] = await Promise.all([watchAnswers(ours, from, prevKv), watchAnswers(theirs, from, prevKv)]);
+      assert.deepEqual(a, b, `watch from revision ${from}${prevKv ? " with prev_kv" : ""}`);
+      const last = a[a.length - 1] as { canceled?: boolean; compact_revision?: number; events?: unknown[] };
+      if (from < 6) assert.deepEqual([last.canceled, last.compact_revision], [true, 6], "compacted away");
+      else
+        assert.ok(
+          (a as { events?: unknown[] }[]).some((r) => (r.events?.length ?? 0) > 0),
+          "events came",
+        );
     }
   });
 });
