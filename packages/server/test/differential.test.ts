@@ -204,7 +204,8 @@ async function watchAnswers(played: Played, from: number, prevKv: boolean): Prom
     for (;;) {
       const res = await inbox.next();
       answers.push(normalize(res, played.base));
-      if (res.canceled || Number(res.header.revision) >= played.last) return answers;
+      if (res.canceled) return answers;
+      if (!res.created && Number(res.header.revision) >= played.last) return answers;
     }
   } finally {
     stream.end();
