@@ -3,7 +3,7 @@
 // leaves), retries with a budget around per-attempt timeouts, a circuit breaker per endpoint,
 // outcomes fed back to the picker for outlier ejection, and the request id and W3C trace
 // context passed on to the next hop.
-import { ClosedError, InvalidArgumentError, type Store } from "@cairn/core";
+import { ClosedError, InvalidArgumentError, isCairnError, type Store } from "@cairn/core";
 import { type DiscoveredInstance, type DiscoverOptions, discover, type ServiceView } from "@cairn/recipes";
 import {
   Balancer,
@@ -31,6 +31,7 @@ import {
   type RetryPolicy,
   retry,
   retryBudget,
+  StaticPick,
   TimeoutError,
   type TraceContext,
   timeout,
@@ -151,6 +152,8 @@ class ServiceClient {
   readonly breakers: PolicyRegistry<CircuitBreakerPolicy> | undefined;
   readonly #policies: [Policy, Policy];
   readonly #poolOptions: Pool.Options;
+  /** The latency a failed attempt is reported with: the attempt timeout. */
+  readonly penaltyMs: number;
   view: ServiceView | undefined;
   #unsubscribe: (() => void) | undefined;
 
@@ -162,7 +165,8 @@ class ServiceClient {
     this.balancer = new Balancer(builder);
     this.#poolOptions = options.pool ?? {};
     const p = options.policies ?? {};
-    const attemptTimeout = timeout(p.timeoutMs ?? 10_000);
+    this.penaltyMs = p.timeoutMs ?? 10_000;
+    const attemptTimeout = timeout(this.penaltyMs);
     const breakerOptions = p.breaker;
     this.breakers =
       breakerOptions === false
@@ -182,6 +186,14 @@ class ServiceClient {
       const r: RetryPolicy = retry({ maxAttempts: 3, ...p.retry, idempotent: false, ...(budget ? { budget } : {}) });
       this.#policies = [wrap(r, attemptTimeout), wrap(r.withIdempotent(true), attemptTimeout)];
     }
+  }
+
+  /** Whether a pick of `id` should be traded for another: it failed this request, or its breaker is open. */
+  avoid(id: string, failed: Set<string> | undefined): boolean {
+    if (failed?.has(id)) return true;
+    if (!this.breakers?.has(id)) return false;
+    const state = this.breakers.get(id).state;
+    return state === "open" || state === "isolated";
   }
 
   policy(idempotent: boolean): Policy {
@@ -345,11 +357,21 @@ class DiscoveryHttpClient implements HttpClient {
     const attempt = async (signal: AbortSignal): Promise<HttpResponse> => {
       attempts++;
       let pick: Pick = sc.balancer.pick(pickCtx);
-      // A retry goes to another endpoint when there is one (Envoy's previous_hosts predicate):
-      // a host that just failed is the likeliest to fail again.
-      for (let i = 0; failed !== undefined && i < 3 && failed.has(pick.endpoint.id); i++) {
-        pick.done(undefined, "local-error");
+      // Pick again (a few times) past an endpoint whose breaker is open, and, on a retry, past
+      // one that already failed this request (Envoy's previous_hosts predicate): a host that
+      // just failed is the likeliest to fail again.
+      for (let i = 0; i < 3 && sc.avoid(pick.endpoint.id, failed); i++) {
+        pick.done(sc.penaltyMs, "local-error");
         pick = sc.balancer.pick(pickCtx);
+      }
+      // A picker that keeps choosing the same endpoint (a sticky hash, P2C with two endpoints
+      // and one that looks idle) is passed by for any other usable one.
+      if (sc.avoid(pick.endpoint.id, failed)) {
+        const other = sc.balancer.picker.endpoints.find((x) => !sc.avoid(x.id, failed));
+        if (other) {
+          pick.done(undefined, "local-error");
+          pick = new StaticPick(other);
+        }
       }
       const e = pick.endpoint;
       const started = performance.now();
@@ -374,8 +396,10 @@ class DiscoveryHttpClient implements HttpClient {
         return response;
       } catch (err) {
         const outcome = classify(err, signal, callerSignal);
-        pick.done(outcome === "server-error" ? performance.now() - started : undefined, outcome);
-        if (outcome !== "local-error") {
+        // A failure counts as a response as slow as the timeout, so latency-aware pickers turn
+        // away from an endpoint that fails fast (it would otherwise look like the fastest).
+        pick.done(outcome === "local-error" ? undefined : sc.penaltyMs, outcome);
+        if (outcome !== "local-error" || isCairnError(err, "ECIRCUIT_OPEN")) {
           failed ??= new Set();
           failed.add(e.id);
         }
