@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { after, before, describe, it } from "node:test";
-import { removeDir, requireEtcdctl, type ServerProcess, sleep, startServerProcess } from "./support.js";
+import { removeDir, requireEtcdctl, runEtcdctl, type ServerProcess, sleep, startServerProcess } from "./support.js";
 
 let server: ServerProcess | undefined;
 const children = new Set<ChildProcess>();
@@ -33,29 +33,7 @@ interface Result {
 
 /** Runs etcdctl to completion; `input` is written to its stdin. */
 function etcdctl(args: string[], input?: string): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn("etcdctl", [`--endpoints=${endpoint()}`, ...args], {
-      env: { ...process.env, ETCDCTL_API: "3" },
-      stdio: ["pipe", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (c: string) => {
-      stdout += c;
-    });
-    child.stderr.setEncoding("utf8").on("data", (c: string) => {
-      stderr += c;
-    });
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(new Error(`etcdctl ${args.join(" ")} did not finish within 15 s: ${stdout} ${stderr}`));
-    }, 15_000);
-    child.on("exit", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    child.stdin.end(input ?? "");
-  });
+  return runEtcdctl(endpoint(), args, input);
 }
 
 async function ok(args: string[], input?: string): Promise<string> {

@@ -238,6 +238,8 @@ export function runEtcdctl(
       clearTimeout(timer);
       resolve({ code, stdout, stderr });
     });
+    // etcdctl reads stdin only for some commands (txn) and may exit before taking it.
+    child.stdin.on("error", () => {});
     child.stdin.end(input);
   });
 }
