@@ -243,6 +243,12 @@ export interface HealthCheckerOptions extends CheckerOptions {
   readonly signal?: AbortSignal;
   /** Told when this checker starts or stops leading. */
   readonly onLeadership?: (leading: boolean) => void;
+  /**
+   * Stand for election only once the namespace has an instance with an active check (the
+   * wait only reads). A server that nobody registers with then writes nothing of its own,
+   * so its revisions stay what a fresh etcd's would be for the same client operations.
+   */
+  readonly lazy?: boolean;
 }
 
 /** A running checker: leads its namespace's checks while it holds the election, stands again after losing it. */
@@ -272,6 +278,13 @@ export function startHealthChecker(store: Store, options: HealthCheckerOptions =
   };
   const loop = (async () => {
     const backoff = exponentialBackoff(200, 5_000);
+    if (options.lazy) {
+      try {
+        await untilActiveChecks(store, namespace, stop.signal);
+      } catch (err) {
+        if (!stop.signal.aborted) options.onError?.(err);
+      }
+    }
     while (!stop.signal.aborted) {
       const vote = election(store, "health-checker", { namespace, ...(options.ttl ? { ttl: options.ttl } : {}) });
       try {
@@ -302,4 +315,25 @@ export function startHealthChecker(store: Store, options: HealthCheckerOptions =
       await loop;
     },
   };
+}
+
+/** Resolves once some instance in the namespace has an HTTP, TCP or gRPC check. */
+async function untilActiveChecks(store: Store, namespace: string, signal: AbortSignal): Promise<void> {
+  const backoff = exponentialBackoff(200, 5_000);
+  while (!signal.aborted) {
+    try {
+      for await (const update of watchView(store, servicesPrefix(namespace), { prefix: true, signal })) {
+        const kvs =
+          update.type === "snapshot" ? update.kvs : update.events.filter((e) => e.type === "put").map((e) => e.kv);
+        for (const kv of kvs) {
+          const check = decodeInstance(kv.value)?.check;
+          if (check && check.type !== "ttl") return;
+        }
+      }
+    } catch (err) {
+      if (signal.aborted) return;
+      await pause(backoff.next(), signal);
+      if (!isCairnError(err, "EUNAVAILABLE")) throw err;
+    }
+  }
 }

@@ -1,19 +1,22 @@
 // cairn server as a library: opens the embedded store in a data directory and serves it
-// over etcd's v3 gRPC protocol, with health probes over HTTP. close() stops accepting,
+// over etcd's v3 gRPC protocol, with the REST API, metrics and probes over HTTP, and runs
+// the namespace's active health checker (as one candidate of its election). close() stops accepting,
 // ends open streams, lets calls in flight finish, then closes the store, so every write
 // acknowledged to a client is on disk.
 import { mkdirSync, readFileSync } from "node:fs";
-import type { Server as HttpServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { DEFAULT_LIMITS, type StoreLimits } from "@cairn/core";
 import { type EmbeddedStore, openEmbedded } from "@cairn/embedded";
+import { type HealthChecker, startHealthChecker } from "@cairn/recipes";
 import { type Server as GrpcServer, ServerCredentials } from "@grpc/grpc-js";
+import type { FastifyInstance } from "fastify";
 import { type Logger, pino } from "pino";
 import { AuthStore } from "./grpc/auth-store.js";
 import { embeddedBackend, headerFiller, type Identity, type OpenStream, type ServiceContext } from "./grpc/context.js";
 import { type CallObserver, createGrpcServer } from "./grpc/server.js";
-import { createHttpServer } from "./http.js";
 import { loadIdentity } from "./identity.js";
+import { createRestApi } from "./rest/app.js";
+import { ServerMetrics } from "./rest/metrics.js";
 
 export interface ServerOptions {
   readonly dataDir: string;
@@ -36,6 +39,8 @@ export interface ServerOptions {
   readonly advertiseClientUrls?: readonly string[];
   /** Serve gRPC and HTTP over TLS (etcd's --cert-file, --key-file, --trusted-ca-file, --client-cert-auth). */
   readonly tls?: TlsOptions;
+  /** Namespaces whose active health checks this server stands to run (default ["default"]; [] for none). */
+  readonly healthCheckNamespaces?: readonly string[];
 }
 
 export interface TlsOptions {
@@ -57,6 +62,7 @@ export interface RunningServer {
   readonly grpcUrl: string;
   readonly httpUrl: string;
   readonly identity: Identity;
+  readonly metrics: ServerMetrics;
   close(): Promise<void>;
 }
 
@@ -87,9 +93,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   mkdirSync(options.dataDir, { recursive: true });
   const stored = loadIdentity(options.dataDir);
   const auth = new AuthStore(options.dataDir);
+  const metrics = new ServerMetrics({ dataDir: options.dataDir });
   const store = openEmbedded({
     dataDir: options.dataDir,
     limits,
+    onCommit: metrics.onCommit,
     ...(options.progressNotifyIntervalMs !== undefined
       ? { progressNotifyIntervalMs: options.progressNotifyIntervalMs }
       : {}),
@@ -116,11 +124,17 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     auth,
     clientCertAuth: options.tls?.clientCertAuth === true,
   };
+  metrics.watchStore(store);
   let ready = false;
   let grpc: GrpcServer | undefined;
-  let http: HttpServer | undefined;
+  let http: FastifyInstance | undefined;
+  const checkers: HealthChecker[] = [];
   try {
-    const created = createGrpcServer(ctx, options.observe ? { observe: options.observe } : {});
+    const observe: CallObserver = (method, code, ms) => {
+      metrics.requests.inc({ api: "grpc", method, code: String(code) });
+      options.observe?.(method, code, ms);
+    };
+    const created = createGrpcServer(ctx, { observe });
     grpc = created.server;
     const g = grpc;
     const grpcPort = await new Promise<number>((resolve, reject) => {
@@ -128,20 +142,32 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         err ? reject(err) : resolve(port),
       );
     });
-    http = createHttpServer({ ready: () => ready }, options.tls);
-    const h = http;
-    await new Promise<void>((resolve, reject) => {
-      h.once("error", reject);
-      h.listen(options.httpPort, host, () => {
-        h.off("error", reject);
-        resolve();
-      });
+    http = await createRestApi({
+      store,
+      logger: log,
+      ready: () => ready,
+      metrics,
+      bodyLimit: limits.maxRequestBytes,
+      ...(options.tls ? { tls: options.tls } : {}),
     });
-    const httpPort = (h.address() as AddressInfo).port;
+    const h = http;
+    await h.listen({ port: options.httpPort, host });
+    const httpPort = (h.server.address() as AddressInfo).port;
     const scheme = options.tls ? "https" : "http";
     const grpcUrl = `${scheme}://${hostPort(host, grpcPort)}`;
     const httpUrl = `${scheme}://${hostPort(host, httpPort)}`;
     urls.client = options.advertiseClientUrls?.length ? [...options.advertiseClientUrls] : [grpcUrl];
+    for (const namespace of options.healthCheckNamespaces ?? ["default"]) {
+      checkers.push(
+        startHealthChecker(store, {
+          namespace,
+          name: `server:${identity.memberId}`,
+          lazy: true,
+          onLeadership: (leading) => log.info({ namespace, leading }, "health checker leadership"),
+          onError: (err) => log.warn({ err, namespace }, "health checker"),
+        }),
+      );
+    }
     ready = true;
     log.info(
       { grpcUrl, httpUrl, grpcPort, httpPort, dataDir: options.dataDir, revision: store.revision },
@@ -156,18 +182,17 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       ready = false;
       created.health.setStatus("", "NOT_SERVING");
       log.info("cairn server shutting down");
+      await Promise.all(checkers.map((c) => c.close()));
       await stopGrpc(g, streams, options.shutdownGraceMs ?? 5_000);
+      await h.close();
       await store.close();
-      await new Promise<void>((resolve) => {
-        h.close(() => resolve());
-        h.closeAllConnections();
-      });
       log.info({ revision: store.revision }, "cairn server stopped");
     };
-    return { store, grpcPort, httpPort, grpcUrl, httpUrl, identity, close };
+    return { store, grpcPort, httpPort, grpcUrl, httpUrl, identity, metrics, close };
   } catch (err) {
+    await Promise.all(checkers.map((c) => c.close()));
     grpc?.forceShutdown();
-    http?.close();
+    await http?.close();
     await store.close();
     throw err;
   }

@@ -32,6 +32,13 @@ export interface RestOptions {
   readonly metrics?: ServerMetrics;
   /** Largest request body in bytes (default 1.5 MiB, the store's request limit). */
   readonly bodyLimit?: number;
+  /** Serve HTTPS with this material (the server's --cert-file etc.). */
+  readonly tls?: {
+    readonly cert: Buffer;
+    readonly key: Buffer;
+    readonly ca?: Buffer;
+    readonly clientCertAuth?: boolean;
+  };
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -39,7 +46,19 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 export async function createRestApi(options: RestOptions): Promise<FastifyInstance> {
   const store = options.store;
   const defaultNamespace = segment(options.namespace ?? DEFAULT_NAMESPACE, "namespace");
+  const tls = options.tls;
   const app = Fastify({
+    ...(tls
+      ? {
+          https: {
+            cert: tls.cert,
+            key: tls.key,
+            ...(tls.ca ? { ca: tls.ca } : {}),
+            requestCert: tls.clientCertAuth === true,
+            rejectUnauthorized: tls.clientCertAuth === true,
+          },
+        }
+      : {}),
     // Per-request lines are Fastify's info level; the REST API logs warnings and errors only.
     ...(options.logger
       ? { loggerInstance: options.logger.child({ component: "rest" }, { level: "warn" }) as FastifyBaseLogger }

@@ -12,10 +12,13 @@ export interface StoreGauges {
 
 export class ServerMetrics {
   readonly registry = new Registry();
+  readonly #dataDir: string | undefined;
+  #watching = false;
   readonly requests: Counter<"api" | "method" | "code">;
   readonly commitSeconds: Histogram;
 
   constructor(options: { store?: StoreGauges; dataDir?: string } = {}) {
+    this.#dataDir = options.dataDir;
     collectDefaultMetrics({ register: this.registry, prefix: "cairn_process_" });
     this.requests = new Counter({
       name: "cairn_requests_total",
@@ -29,23 +32,31 @@ export class ServerMetrics {
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
       registers: [this.registry],
     });
-    const store = options.store;
-    if (store) {
-      const gauge = (name: string, help: string, read: (s: ReturnType<StoreGauges["stats"]>) => number) =>
-        new Gauge({
-          name,
-          help,
-          registers: [this.registry],
-          collect() {
-            this.set(read(store.stats()));
-          },
-        });
-      gauge("cairn_keys", "Live keys in the store", (s) => s.keys);
-      gauge("cairn_leases", "Live leases", (s) => s.leases);
-      gauge("cairn_watchers", "Open watches", (s) => s.watchers);
-      gauge("cairn_revision", "Current store revision", (s) => s.revision);
-    }
-    const dataDir = options.dataDir;
+    if (options.store) this.watchStore(options.store);
+    this.#dbSize();
+  }
+
+  /** Reads the store's counts at every scrape (once per registry). */
+  watchStore(store: StoreGauges): void {
+    if (this.#watching) return;
+    this.#watching = true;
+    const gauge = (name: string, help: string, read: (s: ReturnType<StoreGauges["stats"]>) => number) =>
+      new Gauge({
+        name,
+        help,
+        registers: [this.registry],
+        collect() {
+          this.set(read(store.stats()));
+        },
+      });
+    gauge("cairn_keys", "Live keys in the store", (s) => s.keys);
+    gauge("cairn_leases", "Live leases", (s) => s.leases);
+    gauge("cairn_watchers", "Open watches", (s) => s.watchers);
+    gauge("cairn_revision", "Current store revision", (s) => s.revision);
+  }
+
+  #dbSize(): void {
+    const dataDir = this.#dataDir;
     if (dataDir) {
       new Gauge({
         name: "cairn_db_size_bytes",
