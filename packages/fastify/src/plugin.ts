@@ -5,7 +5,7 @@
 // config value kept live from the config center.
 import type { AddressInfo } from "node:net";
 import { networkInterfaces } from "node:os";
-import { InvalidArgumentError, type Store } from "@cairn/core";
+import { InvalidArgumentError, isCairnError, type Store } from "@cairn/core";
 import { configCenter, type RegisterOptions, type Registration, register } from "@cairn/recipes";
 import { contextFromHeaders, type RequestContext, runWithContext } from "@cairn/runtime";
 import type { FastifyPluginAsync, FastifyReply } from "fastify";
@@ -36,7 +36,10 @@ export interface CairnPluginOptions {
   readonly service?: string;
   readonly namespace?: string;
   /** Registration details beyond the bound port (id, address, weight, zone, metadata, ...). */
-  readonly registration?: Omit<RegisterOptions, "service" | "namespace" | "port" | "check" | "signal">;
+  readonly registration?: Omit<RegisterOptions, "service" | "namespace" | "address" | "port" | "check" | "signal"> & {
+    /** Address other services reach this one at (default: the bound address, or this machine's first external IPv4). */
+    readonly address?: string;
+  };
   /** TTL of the self-reported health check, in seconds (default 10); reported every third of it. */
   readonly healthTtl?: number;
   /** The app's own verdict on its health (default: healthy while running). */
@@ -258,7 +261,9 @@ const plugin: FastifyPluginAsync<CairnPluginOptions> = async (fastify, options) 
           for (const listener of configListeners) listener(next);
         }
       } catch (err) {
-        if (!closed.signal.aborted) fastify.log.error({ err, config: name }, "config watch ended");
+        if (!closed.signal.aborted && !isCairnError(err, "ECLOSED")) {
+          fastify.log.error({ err, config: name }, "config watch ended");
+        }
       }
     })();
   }
@@ -374,7 +379,11 @@ const plugin: FastifyPluginAsync<CairnPluginOptions> = async (fastify, options) 
     });
   }
 
-  fastify.addHook("preClose", drain);
+  fastify.addHook("preClose", async () => {
+    await drain();
+    // Stops the config watch before onClose hooks (which may close the store) run.
+    closed.abort();
+  });
 
   const onSignal = (signal: NodeJS.Signals) => {
     fastify.log.info({ signal }, "shutting down: draining");
