@@ -362,6 +362,31 @@ describe("proxy", () => {
     }
   });
 
+  it("a client that leaves mid-request has its upstream request cancelled", async () => {
+    const gw = await setup("leave");
+    let upstreamSawClose = false;
+    const slow = createServer((_req, res) => {
+      res.once("close", () => {
+        if (!res.writableFinished) upstreamSawClose = true;
+      });
+      setTimeout(() => res.end("late"), 3_000).unref();
+    });
+    await new Promise<void>((r) => slow.listen(0, "127.0.0.1", r));
+    cleanups.push(() => {
+      slow.closeAllConnections();
+      return new Promise((r) => slow.close(r));
+    });
+    await gw.admin.put(staticRoute("r", (slow.address() as AddressInfo).port));
+    await synced(gw);
+    const controller = new AbortController();
+    const pending = request(`${gw.url}/x`, { signal: controller.signal });
+    await waitFor("the request to be in flight", () => gw.gateway.status().inflight === 1, 2_000, 2);
+    controller.abort();
+    await assert.rejects(pending);
+    await waitFor("the upstream to see its request dropped", () => upstreamSawClose, 2_000);
+    assert.equal(gw.gateway.status().inflight, 0);
+  });
+
   it("a request in flight finishes on the route it started with while new requests take the new one", async () => {
     const gw = await setup("inflight");
     await gw.admin.put(staticRoute("r", a.port));
