@@ -228,6 +228,13 @@ describe("etcdctl against cairn server", () => {
     await listener.stop("SIGINT");
   });
 
+  it("alarm list is empty and endpoint health is healthy", async () => {
+    assert.equal(await ok(["alarm", "list"]), "");
+    const health = await etcdctl(["endpoint", "health"]);
+    assert.equal(health.code, 0, health.stderr);
+    assert.match(health.stdout + health.stderr, /is healthy: successfully committed proposal/);
+  });
+
   it("endpoint status and member list describe one member that is its own leader", async () => {
     const status = JSON.parse(await ok(["endpoint", "status", "-w", "json"])) as {
       Status: { header: { member_id: number }; leader: number; version: string; raftTerm: number };

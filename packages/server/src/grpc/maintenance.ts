@@ -4,11 +4,11 @@
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { rm, stat } from "node:fs/promises";
-import type { ServerWritableStream } from "@grpc/grpc-js";
+import { type ServerWritableStream, status as Status } from "@grpc/grpc-js";
 import { credentialsOf } from "./auth.js";
 import type { OpenStream, ServiceContext } from "./context.js";
 import { RAFT_TERM } from "./context.js";
-import { ETCD_ERRORS, toStatus } from "./errors.js";
+import { ETCD_ERRORS, StatusError, toStatus } from "./errors.js";
 
 const SNAPSHOT_CHUNK_BYTES = 32 * 1024;
 
@@ -72,6 +72,14 @@ export function snapshotStream(ctx: ServiceContext, call: ServerWritableStream<o
 
 export function maintenanceService(ctx: ServiceContext) {
   return {
+    // No alarm is ever raised (no space quota, no corruption check): listing or disarming
+    // finds none; raising one by hand is refused rather than pretended.
+    Alarm: async (req: { action?: string }) => {
+      if (req.action === "ACTIVATE") {
+        throw new StatusError({ code: Status.UNIMPLEMENTED, details: "etcdserver: cairn server raises no alarms" });
+      }
+      return { header: ctx.header(ctx.backend.revision()), alarms: [] };
+    },
     Status: async () => {
       const status = await ctx.backend.store.status();
       return {
