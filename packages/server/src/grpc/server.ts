@@ -22,6 +22,8 @@ import { watchStream } from "./watch.js";
 /** etcd's grpcOverheadBytes: gRPC itself accepts this much beyond --max-request-bytes. */
 const GRPC_OVERHEAD_BYTES = 512 * 1024;
 
+const SLOW_REQUEST_MS = 1_000;
+
 /** Called once per finished unary call, for logs and metrics. */
 export type CallObserver = (method: string, code: number, ms: number) => void;
 
@@ -67,7 +69,13 @@ export function createGrpcServer(
     const method = `${service}.${name}`;
     const handler: handleUnaryCall<object, object> = (call, callback) => {
       const started = performance.now();
-      const done = (code: number) => options.observe?.(method, code, performance.now() - started);
+      const done = (code: number) => {
+        const ms = performance.now() - started;
+        options.observe?.(method, code, ms);
+        // etcd warns of slow requests too ("apply request took too long"), at 100 ms; a
+        // busy shared machine makes that noise here, so a second.
+        if (ms > SLOW_REQUEST_MS) ctx.log.warn({ method, code, ms: Math.round(ms) }, "request took too long");
+      };
       let pending: Promise<object>;
       try {
         if (oversized.has(call.request)) throw new StatusError(ETCD_ERRORS.requestTooLarge);
