@@ -12,6 +12,11 @@ interface Metrics {
   readonly duration: Histogram<"route" | "status">;
   readonly errors: Counter<"route" | "code">;
   readonly routes: Set<string>;
+  /**
+   * Label-bound children by "route method status": prom-client hashes the label set on every
+   * inc() and observe() otherwise. Bounded like the labels themselves.
+   */
+  readonly children: Map<string, { requests: Counter.Internal; duration: Histogram.Internal<"route" | "status"> }>;
 }
 
 const byRegistry = new WeakMap<Registry, Metrics>();
@@ -54,6 +59,7 @@ function metricsFor(registry: Registry): Metrics {
         registers: [registry],
       }),
       routes: new Set(),
+      children: new Map(),
     };
     byRegistry.set(registry, m);
   }
@@ -78,8 +84,15 @@ export const metricsPlugin = definePlugin({
       onDone(ex) {
         const route = routeLabel(ex.routeId);
         const status = CLASSES[Math.floor(ex.status / 100)] ?? "0xx";
-        m.requests.inc({ route, method: METHODS.has(ex.method) ? ex.method : "OTHER", status });
-        m.duration.observe({ route, status }, (performance.now() - ex.startedAt) / 1000);
+        const method = METHODS.has(ex.method) ? ex.method : "OTHER";
+        const key = `${route} ${method} ${status}`;
+        let child = m.children.get(key);
+        if (!child) {
+          child = { requests: m.requests.labels(route, method, status), duration: m.duration.labels(route, status) };
+          m.children.set(key, child);
+        }
+        child.requests.inc();
+        child.duration.observe((performance.now() - ex.startedAt) / 1000);
         if (ex.errorCode) m.errors.inc({ route, code: ERROR_CODES.has(ex.errorCode) ? ex.errorCode : "OTHER" });
       },
     };
