@@ -336,12 +336,20 @@ describe("proxy", () => {
       port: (server.address() as AddressInfo).port,
     });
     const admin = new RouteAdmin(store, { namespace });
-    await admin.put({
-      id: "ws",
-      match: { path: "/ws" },
-      upstream: { type: "service", service: "chat" },
-      rewrite: { stripPrefix: true, addPrefix: "/socket" },
-    });
+    await admin.putMany([
+      {
+        id: "ws",
+        match: { path: "/ws" },
+        upstream: { type: "service", service: "chat" },
+        rewrite: { stripPrefix: true, addPrefix: "/socket" },
+      },
+      {
+        id: "guarded",
+        match: { path: "/guarded" },
+        upstream: { type: "service", service: "chat" },
+        plugins: [{ name: "key-auth", config: { keys: [{ key: "ws-key-0123", consumer: "c" }] } }],
+      },
+    ]);
     const gw = await startGateway(store, { namespace });
     try {
       const ws = new WebSocket(`ws://127.0.0.1:${gw.port}/ws/room1`);
@@ -353,6 +361,19 @@ describe("proxy", () => {
       ws.send("hello");
       assert.equal(await reply, "echo:hello:127.0.0.1:/socket/room1");
       ws.close();
+      const refused = new WebSocket(`ws://127.0.0.1:${gw.port}/guarded`);
+      const status = await new Promise<number>((resolve, reject) => {
+        refused.once("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0));
+        refused.once("open", () => reject(new Error("an upgrade without a key was let through")));
+        refused.once("error", () => {});
+      });
+      assert.equal(status, 401, "plugins run on upgrades too");
+      const allowed = new WebSocket(`ws://127.0.0.1:${gw.port}/guarded`, { headers: { "x-api-key": "ws-key-0123" } });
+      await new Promise<void>((resolve, reject) => {
+        allowed.once("open", () => resolve());
+        allowed.once("error", reject);
+      });
+      allowed.close();
     } finally {
       await gw.gateway.close({ drainMs: 200 });
       await reg.close();
