@@ -211,6 +211,7 @@ export class Gateway {
   #drained: (() => void) | undefined;
   #draining = false;
   #closed: Promise<void> | undefined;
+  #started: Promise<void> | undefined;
 
   constructor(options: GatewayOptions) {
     if (!options || typeof options !== "object" || !options.store) {
@@ -268,9 +269,12 @@ export class Gateway {
   }
 
   /** Starts syncing routes and resolves once the first route list is loaded. */
-  async start(): Promise<void> {
-    this.table.start();
-    await this.table.ready;
+  start(): Promise<void> {
+    this.#started ??= (async () => {
+      this.table.start();
+      await this.table.ready;
+    })();
+    return this.#started;
   }
 
   /** Starts (if not yet) and listens; resolves with the bound address. */
