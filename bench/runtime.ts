@@ -2,9 +2,17 @@
 // several rounds. Each balancer runs in its own worker thread, so one picker's type feedback
 // cannot slow another's calls (a real process uses one or two picker kinds, not eight).
 // Load-aware pickers get done() with a latency on every pick, as a client would call it.
-// Last line: round robin and P2C peak-EWMA picks/s (targets: 5M/s and 1M/s).
-// The request-overhead figure (client.request against raw undici) joins when the HTTP client lands.
+// Then the request overhead: client.request (discovery, picker, retry, timeout, breaker,
+// context propagation) against raw undici to the same local endpoint, served from a worker
+// thread, at the same concurrency, alternating rounds.
+// Last line: round robin and P2C peak-EWMA picks/s (targets: 5M/s and 1M/s) and the request
+// overhead (target: at most 10%).
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
+import { createHttpClient } from "@cairn/client";
+import { openEmbedded } from "@cairn/embedded";
+import { register } from "@cairn/recipes";
 import {
   endpoint,
   leastRequest,
@@ -20,6 +28,7 @@ import {
   weightedRandom,
   zoneAware,
 } from "@cairn/runtime";
+import { Pool } from "undici";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 1);
@@ -73,8 +82,74 @@ function measure(name: string): number {
   return median(rates);
 }
 
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16);
+
+/** Runs in a worker: a small JSON endpoint; posts its port. */
+function serve(): void {
+  const body = JSON.stringify({ id: 1, name: "ada" });
+  const server = createServer((_req, res) => {
+    res.setHeader("content-type", "application/json");
+    res.end(body);
+  });
+  server.listen(0, "127.0.0.1", () => parentPort!.postMessage((server.address() as AddressInfo).port));
+}
+
+/** Requests per second with CONCURRENCY callers in a loop for `seconds`. */
+async function rate(call: () => Promise<void>, seconds: number): Promise<number> {
+  let done = 0;
+  const start = performance.now();
+  const deadline = start + seconds * 1000;
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (performance.now() < deadline) {
+        await call();
+        done++;
+      }
+    }),
+  );
+  return done / ((performance.now() - start) / 1000);
+}
+
+/** client.request against raw undici to one local endpoint: medians of alternating rounds. */
+async function requestOverhead(): Promise<{ raw: number; client: number; overhead: number }> {
+  const worker = new Worker(new URL(import.meta.url), { workerData: { serve: true } });
+  const port = await new Promise<number>((resolve, reject) => {
+    worker.once("message", resolve);
+    worker.once("error", reject);
+  });
+  const store = openEmbedded();
+  await register(store, { service: "bench", id: "s1", address: "127.0.0.1", port, ttl: 60 });
+  const client = createHttpClient(store, { pool: { connections: CONCURRENCY } });
+  const pool = new Pool(`http://127.0.0.1:${port}`, { connections: CONCURRENCY });
+  const raw = async () => {
+    const res = await pool.request({ path: "/users/1", method: "GET" });
+    for await (const _ of res.body) {
+    }
+  };
+  const viaClient = async () => {
+    const res = await client.request("bench", { path: "/users/1" });
+    if (res.status !== 200) throw new Error(`status ${res.status}`);
+  };
+  await rate(raw, SECONDS);
+  await rate(viaClient, SECONDS);
+  const raws: number[] = [];
+  const clients: number[] = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    raws.push(await rate(raw, SECONDS));
+    clients.push(await rate(viaClient, SECONDS));
+  }
+  await client.close();
+  await pool.close();
+  await store.close();
+  await worker.terminate();
+  const r = median(raws);
+  const c = median(clients);
+  return { raw: r, client: c, overhead: (r / c - 1) * 100 };
+}
+
 if (!isMainThread) {
-  parentPort!.postMessage(measure(workerData as string));
+  if ((workerData as { serve?: boolean }).serve) serve();
+  else parentPort!.postMessage(measure(workerData as string));
 } else {
   process.stderr.write(
     `runtime bench: ${ROUNDS} rounds of ${SECONDS}s per balancer over ${ENDPOINTS} endpoints, medians\n`,
@@ -96,6 +171,14 @@ if (!isMainThread) {
   console.log(line(header));
   console.log(line(widths.map((w) => "-".repeat(w))));
   for (const r of table) console.log(line(r));
-  const rate = (name: string) => Math.round(results.find(([n]) => n === name)?.[1] ?? 0).toLocaleString("en-US");
-  console.log(`runtime bench: rr picks/s ${rate("round robin")}, p2c-ewma picks/s ${rate("peak EWMA (P2C)")}`);
+  const pickRate = (name: string) => Math.round(results.find(([n]) => n === name)?.[1] ?? 0).toLocaleString("en-US");
+  process.stderr.write(
+    `request overhead: ${CONCURRENCY} callers, ${ROUNDS} alternating rounds of ${SECONDS}s, medians\n`,
+  );
+  const req = await requestOverhead();
+  const per = (n: number) => Math.round(n).toLocaleString("en-US");
+  console.log(`raw undici requests/s ${per(req.raw)}, client.request requests/s ${per(req.client)}`);
+  console.log(
+    `runtime bench: rr picks/s ${pickRate("round robin")}, p2c-ewma picks/s ${pickRate("peak EWMA (P2C)")}, request overhead ${req.overhead.toFixed(1)}%`,
+  );
 }

@@ -9,6 +9,7 @@ import {
   Balancer,
   type CircuitBreakerOptions,
   type CircuitBreakerPolicy,
+  cancelled,
   childTrace,
   circuitBreaker,
   consecutiveBreaker,
@@ -16,6 +17,7 @@ import {
   type Endpoint,
   endpoint,
   formatTraceparent,
+  NEVER_ABORTED,
   newRequestId,
   type Outcome,
   outlierEjection,
@@ -34,10 +36,8 @@ import {
   StaticPick,
   TimeoutError,
   type TraceContext,
-  timeout,
-  wrap,
 } from "@cairn/runtime";
-import { Pool } from "undici";
+import { type Dispatcher, Pool } from "undici";
 
 export interface HttpPolicyOptions {
   /** Limit on each attempt, body included (default 10,000 ms). */
@@ -152,8 +152,13 @@ class ServiceClient {
   readonly breakers: PolicyRegistry<CircuitBreakerPolicy> | undefined;
   readonly #policies: [Policy, Policy];
   readonly #poolOptions: Pool.Options;
-  /** The latency a failed attempt is reported with: the attempt timeout. */
-  readonly penaltyMs: number;
+  /**
+   * Each attempt's limit, body included; also the latency a failed attempt is reported with.
+   * Kept here rather than in a timeout policy: the attempt's own timer cancels undici's
+   * dispatch directly, with no AbortController per attempt (that alone cost 15% of a local
+   * request's throughput).
+   */
+  readonly timeoutMs: number;
   view: ServiceView | undefined;
   #unsubscribe: (() => void) | undefined;
 
@@ -165,8 +170,7 @@ class ServiceClient {
     this.balancer = new Balancer(builder);
     this.#poolOptions = options.pool ?? {};
     const p = options.policies ?? {};
-    this.penaltyMs = p.timeoutMs ?? 10_000;
-    const attemptTimeout = timeout(this.penaltyMs);
+    this.timeoutMs = p.timeoutMs ?? 10_000;
     const breakerOptions = p.breaker;
     this.breakers =
       breakerOptions === false
@@ -180,11 +184,11 @@ class ServiceClient {
             }),
           );
     if (p.retry === false) {
-      this.#policies = [attemptTimeout, attemptTimeout];
+      this.#policies = [NO_RETRY, NO_RETRY];
     } else {
       const budget = p.retryBudget === false ? undefined : retryBudget(p.retryBudget || {});
       const r: RetryPolicy = retry({ maxAttempts: 3, ...p.retry, idempotent: false, ...(budget ? { budget } : {}) });
-      this.#policies = [wrap(r, attemptTimeout), wrap(r.withIdempotent(true), attemptTimeout)];
+      this.#policies = [r, r.withIdempotent(true)];
     }
   }
 
@@ -251,6 +255,85 @@ class ServiceClient {
     this.pools.clear();
     await Promise.allSettled(pools.map((p) => p.pool.close()));
   }
+}
+
+/** Runs fn once: the retry policy's place when retries are off. */
+const NO_RETRY: Policy = {
+  execute: async <T>(fn: (signal: AbortSignal) => Promise<T> | T, signal?: AbortSignal): Promise<T> =>
+    fn(signal ?? NEVER_ABORTED),
+};
+
+interface Exchanged {
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+  readonly body: Buffer;
+}
+
+/**
+ * One request on `pool` through undici's dispatch API, the body collected in memory. The
+ * timer and the caller's signal abort the dispatch through its controller.
+ */
+function exchange(
+  pool: Pool,
+  options: { path: string; method: string; headers: Record<string, string>; body: string | Uint8Array | undefined },
+  timeoutMs: number,
+  signal: AbortSignal,
+): Promise<Exchanged> {
+  return new Promise<Exchanged>((resolve, reject) => {
+    if (signal.aborted) {
+      reject(cancelled(signal));
+      return;
+    }
+    let controller: Dispatcher.DispatchController | undefined;
+    let pending: Error | undefined;
+    let settled = false;
+    let status = 0;
+    let headers: Record<string, string | string[] | undefined> = {};
+    const chunks: Buffer[] = [];
+    const settle = (err: Error | undefined, value?: Exchanged) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (signal !== NEVER_ABORTED) signal.removeEventListener("abort", onAbort);
+      if (err) reject(err);
+      else resolve(value!);
+    };
+    const abort = (err: Error) => {
+      if (controller) controller.abort(err);
+      else pending = err;
+      settle(err);
+    };
+    const onAbort = () => abort(cancelled(signal));
+    const timer = setTimeout(() => abort(new TimeoutError(timeoutMs)), timeoutMs);
+    if (signal !== NEVER_ABORTED) signal.addEventListener("abort", onAbort, { once: true });
+    pool.dispatch(
+      {
+        path: options.path,
+        method: options.method as Dispatcher.HttpMethod,
+        headers: options.headers,
+        body: options.body ?? null,
+      },
+      {
+        onRequestStart(c) {
+          controller = c;
+          if (pending) c.abort(pending);
+        },
+        onResponseStart(_c, statusCode, responseHeaders) {
+          status = statusCode;
+          headers = responseHeaders;
+        },
+        onResponseData(_c, chunk) {
+          chunks.push(chunk);
+        },
+        onResponseEnd() {
+          settle(undefined, { status, headers, body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks) });
+        },
+        onResponseError(_c, err) {
+          settle(err);
+        },
+      },
+    );
+  });
 }
 
 function originOf(e: Endpoint): string {
@@ -361,7 +444,7 @@ class DiscoveryHttpClient implements HttpClient {
       // one that already failed this request (Envoy's previous_hosts predicate): a host that
       // just failed is the likeliest to fail again.
       for (let i = 0; i < 3 && sc.avoid(pick.endpoint.id, failed); i++) {
-        pick.done(sc.penaltyMs, "local-error");
+        pick.done(sc.timeoutMs, "local-error");
         pick = sc.balancer.pick(pickCtx);
       }
       // A picker that keeps choosing the same endpoint (a sticky hash, P2C with two endpoints
@@ -375,20 +458,12 @@ class DiscoveryHttpClient implements HttpClient {
       }
       const e = pick.endpoint;
       const started = performance.now();
-      const send = async (s: AbortSignal): Promise<HttpResponse> => {
-        const res = await sc.pool(e).request({ path: request.path, method, headers, body, signal: s });
-        const chunks: Buffer[] = [];
-        for await (const chunk of res.body) chunks.push(chunk as Buffer);
-        const response = new Response(
-          res.statusCode,
-          res.headers,
-          chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks),
-          e,
-          attempts,
-        );
-        if (res.statusCode >= 500 && !PERMANENT_5XX.has(res.statusCode)) throw new ServerErrorStatus(response);
-        return response;
-      };
+      const send = (s: AbortSignal) =>
+        exchange(sc.pool(e), { path: request.path, method, headers, body }, sc.timeoutMs, s).then((res) => {
+          const response = new Response(res.status, res.headers, res.body, e, attempts);
+          if (res.status >= 500 && !PERMANENT_5XX.has(res.status)) throw new ServerErrorStatus(response);
+          return response;
+        });
       try {
         const breaker = sc.breakers?.get(e.id);
         const response = breaker ? await breaker.execute(send, signal) : await send(signal);
@@ -398,7 +473,7 @@ class DiscoveryHttpClient implements HttpClient {
         const outcome = classify(err, signal, callerSignal);
         // A failure counts as a response as slow as the timeout, so latency-aware pickers turn
         // away from an endpoint that fails fast (it would otherwise look like the fastest).
-        pick.done(outcome === "local-error" ? undefined : sc.penaltyMs, outcome);
+        pick.done(outcome === "local-error" ? undefined : sc.timeoutMs, outcome);
         if (outcome !== "local-error" || isCairnError(err, "ECIRCUIT_OPEN")) {
           failed ??= new Set();
           failed.add(e.id);
@@ -429,7 +504,8 @@ class DiscoveryHttpClient implements HttpClient {
 function classify(err: unknown, signal: AbortSignal, callerSignal: AbortSignal | undefined): Outcome {
   if (err instanceof ServerErrorStatus) return "server-error";
   if (callerSignal?.aborted) return "local-error";
-  if (signal.aborted) return signal.reason instanceof TimeoutError ? "server-error" : "local-error";
+  if (err instanceof TimeoutError) return "server-error";
+  if (signal.aborted) return "local-error";
   const code = (err as { code?: unknown } | undefined)?.code;
   if (code === "ECIRCUIT_OPEN" || code === "EINVALID" || code === "UND_ERR_INVALID_ARG") return "local-error";
   return "connect-failure";

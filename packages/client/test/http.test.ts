@@ -185,6 +185,26 @@ describe("HTTP client", () => {
     }
   });
 
+  it("a caller's abort cancels the request in flight with ECANCELLED, and it is not retried", async () => {
+    const namespace = ns();
+    const hung = await serve("hung", () => {});
+    await reg(namespace, "users", "hung", hung.port);
+    const client = createHttpClient(store, { namespace });
+    try {
+      const controller = new AbortController();
+      const started = Date.now();
+      const pending = client.request("users", { path: "/", signal: controller.signal });
+      await waitFor("the request to arrive", () => hung.hits.length === 1);
+      controller.abort();
+      await assert.rejects(pending, (e) => isCairnError(e, "ECANCELLED"));
+      assert.ok(Date.now() - started < 5_000, "cancelled at once, not at the timeout");
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(hung.hits.length, 1, "not retried");
+    } finally {
+      await client.close();
+    }
+  });
+
   it("passes the current request id and a child span of the current trace to the next hop", async () => {
     const namespace = ns();
     const echo = await serve("echo");
