@@ -219,6 +219,7 @@ describe("cairn server and etcd answer the same requests alike", () => {
     if (!cairn || !etcd) throw new Error("the servers did not start");
     played = await Promise.all([play(cairn.address), play((etcd.endpoints[0] as string).replace(/^http:\/\//, ""))]);
     const [ours, theirs] = played;
+    assert.deepEqual([ours.base, theirs.base], [1, 1], "a fresh server is at revision 1, as a fresh etcd");
     const steps = script((n) => n);
     assert.equal(ours.answers.length, steps.length);
     for (let i = 0; i < steps.length; i++) {
