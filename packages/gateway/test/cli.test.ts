@@ -2,14 +2,17 @@
 // on its admin port, refuses bad flags with exit code 2, and drains on SIGTERM.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import type { Store } from "@cairn/core";
 import { connectEtcd } from "@cairn/etcd";
 import { type EtcdCluster, startEtcdCluster } from "@cairn/testing";
 import { request } from "undici";
-import { parseGatewayArgs, RouteAdmin } from "../src/index.js";
-import { type EchoServer, freshNamespace, startEcho, staticRoute, waitFor } from "./helpers.js";
+import { parseGatewayArgs, RouteAdmin, runGateway } from "../src/index.js";
+import { type EchoServer, freshNamespace, silent, startEcho, staticRoute, waitFor } from "./helpers.js";
 
 const CLI = fileURLToPath(new URL("../src/cli.js", import.meta.url));
 let cluster: EtcdCluster;
@@ -38,6 +41,29 @@ describe("cairn gateway (process)", () => {
     assert.throws(() => parseGatewayArgs([]), /--port is required/);
     assert.throws(() => parseGatewayArgs(["--port", "http"]), /--port: expected a port number/);
     assert.throws(() => parseGatewayArgs(["--port", "1", "--colour", "blue"]), /colour/);
+  });
+
+  it("runGateway needs exactly one store; with a data dir it owns an embedded store", async () => {
+    await assert.rejects(runGateway({ port: 0 }), /give exactly one of store, endpoints or dataDir/);
+    await assert.rejects(runGateway({ port: 0, store, endpoints: cluster.endpoints }), /exactly one/);
+    await assert.rejects(
+      runGateway({ port: 70_000, store }),
+      (err: unknown) => (err as { field?: string }).field === "port",
+    );
+    const dataDir = mkdtempSync(join(tmpdir(), "cairn-gw-"));
+    try {
+      const running = await runGateway({ port: 0, host: "127.0.0.1", dataDir, adminPort: 0, logger: silent });
+      await new RouteAdmin(running.gateway.store).put(staticRoute("r", up.port));
+      await waitFor("the route", () => running.gateway.table.get("r"), 2_000, 2);
+      const res = await request(`http://127.0.0.1:${running.port}/x`);
+      assert.equal(res.statusCode, 200);
+      await res.body.dump();
+      const health = await request(`http://127.0.0.1:${running.adminPort}/healthz`);
+      assert.deepEqual(await health.body.json(), { ok: true, stale: false });
+      await running.close();
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 
   it("exits with 2 and the usage on bad flags", async () => {
