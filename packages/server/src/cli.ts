@@ -16,6 +16,9 @@ const USAGE = `usage: cairn server [--data-dir DIR] [--grpc-port N] [--http-port
   --advertise-client-urls URLS
                      comma-separated client URLs that MemberList reports (default the
                      gRPC URL listened on; set it when --host is 0.0.0.0)
+  --auth-root-password-file F
+                     turn auth on: create the root user with the password in F (first
+                     line) unless it exists, and enable auth (off by default)
   --cert-file F      serve gRPC and HTTP over TLS with this PEM certificate (with --key-file)
   --key-file F       the PEM private key of --cert-file
   --trusted-ca-file F
@@ -34,6 +37,7 @@ function port(value: string, flag: string): number {
   return n;
 }
 
+/** Reads a file a flag names (PEM material, a password), failing as a usage error. */
 function readPem(path: string, flag: string): Buffer {
   try {
     return readFileSync(path);
@@ -79,6 +83,7 @@ async function serve(args: string[]): Promise<void> {
       "log-level": { type: "string", default: "info" },
       "watch-progress-notify-interval-ms": { type: "string", default: "600000" },
       "advertise-client-urls": { type: "string" },
+      "auth-root-password-file": { type: "string" },
       "cert-file": { type: "string" },
       "key-file": { type: "string" },
       "trusted-ca-file": { type: "string" },
@@ -101,6 +106,12 @@ async function serve(args: string[]): Promise<void> {
     throw new UsageError(`--watch-progress-notify-interval-ms: expected a positive integer, got "${progress}"`);
   }
   const tls = tlsOptions(values);
+  const rootPasswordFile = values["auth-root-password-file"];
+  const authRootPassword =
+    rootPasswordFile === undefined
+      ? undefined
+      : (readPem(rootPasswordFile, "--auth-root-password-file").toString("utf8").split(/\r?\n/)[0] ?? "");
+  if (authRootPassword === "") throw new UsageError("--auth-root-password-file: the file's first line is empty");
   const advertise = values["advertise-client-urls"]?.split(",").map((u) => u.trim());
   if (advertise?.some((u) => !/^https?:\/\/[^/]+$/.test(u))) {
     throw new UsageError(
@@ -115,6 +126,7 @@ async function serve(args: string[]): Promise<void> {
     host: values.host,
     logger,
     progressNotifyIntervalMs: Number(progress),
+    ...(authRootPassword !== undefined ? { authRootPassword } : {}),
     ...(tls ? { tls } : {}),
     ...(advertise ? { advertiseClientUrls: advertise } : {}),
   });

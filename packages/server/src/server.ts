@@ -37,6 +37,11 @@ export interface ServerOptions {
    * the server listens on. Needed when listening on 0.0.0.0.
    */
   readonly advertiseClientUrls?: readonly string[];
+  /**
+   * Turn auth on at start with this root password: the root user is created (with the root
+   * role) if missing, and auth enabled. Off by default, as etcd's.
+   */
+  readonly authRootPassword?: string;
   /** Serve gRPC and HTTP over TLS (etcd's --cert-file, --key-file, --trusted-ca-file, --client-cert-auth). */
   readonly tls?: TlsOptions;
   /** Namespaces whose active health checks this server stands to run (default ["default"]; [] for none). */
@@ -93,6 +98,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   mkdirSync(options.dataDir, { recursive: true });
   const stored = loadIdentity(options.dataDir);
   const auth = new AuthStore(options.dataDir);
+  if (options.authRootPassword !== undefined) await auth.bootstrap(options.authRootPassword);
   const metrics = new ServerMetrics({ dataDir: options.dataDir });
   const store = openEmbedded({
     dataDir: options.dataDir,

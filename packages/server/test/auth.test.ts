@@ -2,6 +2,8 @@
 // only with a root user, enforced on reads, writes, txns, watches and leases, and kept
 // across a restart.
 import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import {
@@ -12,6 +14,7 @@ import {
   runEtcdctl,
   type ServerProcess,
   startServerProcess,
+  tempDir,
 } from "./support.js";
 
 let server: ServerProcess | undefined;
@@ -178,5 +181,27 @@ describe("auth on cairn server, as etcd's", () => {
     await refused(["--user", "root:rootpw", "user", "delete", "root"], /etcdserver: invalid auth management/);
     assert.equal(await ok(["--user", "root:rootpw", "auth", "disable"]), "Authentication Disabled\n");
     assert.equal(await ok(["get", "/app/a", "--print-value-only"]), "1\n");
+  });
+});
+
+describe("auth on with a flag", () => {
+  it("--auth-root-password-file creates root and enables auth at start, and keeps working across restarts", async () => {
+    const dir = tempDir("cairn-authflag-");
+    const passwordFile = join(dir, "root-password");
+    writeFileSync(passwordFile, "s3cret\n");
+    const dataDir = join(dir, "data");
+    for (let start = 0; start < 2; start++) {
+      const s = await startServerProcess({ dataDir, args: ["--auth-root-password-file", passwordFile] });
+      try {
+        const anonymous = await runEtcdctl(s.address, ["put", "/flag/k", "v"]);
+        assert.notEqual(anonymous.code, 0);
+        assert.match(anonymous.stderr, /etcdserver: user name is empty/);
+        const root = await runEtcdctl(s.address, ["--user", "root:s3cret", "put", "/flag/k", `v${start}`]);
+        assert.deepEqual([root.code, root.stdout], [0, "OK\n"], root.stderr);
+      } finally {
+        await s.stop();
+      }
+    }
+    removeDir(dir);
   });
 });

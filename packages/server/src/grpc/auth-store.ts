@@ -263,6 +263,16 @@ export class AuthStore {
 
   // ---- management (the caller is checked by the service) ----
 
+  /**
+   * Turns auth on at start: creates the root user with `password` (holding the root role)
+   * unless there is one, then enables auth. An existing root keeps its password.
+   */
+  async bootstrap(password: string): Promise<void> {
+    if (!this.#state.users.has(ROOT)) await this.userAdd(ROOT, password, false);
+    this.userGrantRole(ROOT, ROOT);
+    this.enable();
+  }
+
   enable(): void {
     if (this.#state.enabled) return;
     const root = this.#state.users.get(ROOT);
