@@ -1,8 +1,9 @@
 // rate-limit: per-client limits. "local" is a token bucket per client in this gateway (the
 // runtime's rate limiter); "global" is a fixed-window count shared by every gateway through
 // the store: each gateway admits while the last known total plus its own unsent count is under
-// the limit, and adds its count to the window's key every syncMs (compare-and-swap on the
-// key's modRevision). With the store away it degrades to counting on its own.
+// the limit, adds its count to the window's key every syncMs (compare-and-swap on the key's
+// modRevision), and rereads the total before deciding for a client it has not read for syncMs.
+// With the store away it degrades to counting on its own.
 import { createHash } from "node:crypto";
 import { type Lease, NO_LEASE, type Store } from "@cairn/core";
 import { RateLimiterPolicy } from "@cairn/runtime";
@@ -64,7 +65,12 @@ interface WindowCount {
   /** Admitted here and not yet added to the shared total. */
   pending: number;
   flushing: boolean;
+  /** When the shared total was last read (or written). */
+  readAt: number;
 }
+
+/** How long a request waits for the shared total before deciding on what is known. */
+const REFRESH_WAIT_MS = 50;
 
 function globalLimiter(config: Config, context: PluginContext) {
   const limit = config.limit!;
@@ -75,6 +81,8 @@ function globalLimiter(config: Config, context: PluginContext) {
   let lease: Promise<Lease> | undefined;
   let closed = false;
   const ttl = Math.max(5, Math.ceil((windowMs * 3) / 1000));
+  const storeKeyOf = (key: string, window: number) =>
+    `${prefix}${createHash("sha1").update(key).digest("hex").slice(0, 24)}-${window}`;
 
   const leaseId = async (): Promise<string> => {
     try {
@@ -95,7 +103,7 @@ function globalLimiter(config: Config, context: PluginContext) {
     c.flushing = true;
     const window = c.window;
     const add = c.pending;
-    const storeKey = `${prefix}${createHash("sha1").update(key).digest("hex").slice(0, 24)}-${window}`;
+    const storeKey = storeKeyOf(key, window);
     try {
       const id = await leaseId();
       for (let attempt = 0; attempt < 5 && !closed; attempt++) {
@@ -111,6 +119,7 @@ function globalLimiter(config: Config, context: PluginContext) {
           if (c.window === window) {
             c.pending -= add;
             c.known = current + add;
+            c.readAt = Date.now();
           }
           return;
         }
@@ -122,14 +131,27 @@ function globalLimiter(config: Config, context: PluginContext) {
     }
   };
 
+  /** Reads the shared total; bounded by a short wait so a slow store does not hold requests. */
   const refresh = async (key: string, c: WindowCount): Promise<void> => {
-    const storeKey = `${prefix}${createHash("sha1").update(key).digest("hex").slice(0, 24)}-${c.window}`;
+    c.readAt = Date.now();
+    let timer: NodeJS.Timeout | undefined;
     try {
-      const kv = await store.get(storeKey);
+      const kv = await Promise.race([
+        store.get(storeKeyOf(key, c.window)),
+        new Promise<undefined>((resolve) => {
+          timer = setTimeout(() => resolve(undefined), REFRESH_WAIT_MS);
+        }),
+      ]);
       if (kv) c.known = Math.max(c.known, Number(kv.value.toString()) || 0);
-    } catch {}
+    } catch {
+      // The store is away: decide on what this gateway knows.
+    } finally {
+      clearTimeout(timer);
+    }
   };
 
+  // Only keys with local traffic this window are kept, and only their unsent counts go out:
+  // store traffic follows this gateway's active clients, not every client ever seen.
   const timer = setInterval(() => {
     const now = Math.floor(Date.now() / windowMs);
     for (const [key, c] of counts) {
@@ -137,23 +159,32 @@ function globalLimiter(config: Config, context: PluginContext) {
         counts.delete(key);
         continue;
       }
-      if (c.flushing) continue;
-      if (c.pending > 0) void flush(key, c);
-      else void refresh(key, c);
+      if (!c.flushing && c.pending > 0) void flush(key, c);
     }
   }, config.syncMs);
   timer.unref();
 
+  const decide = (c: WindowCount, now: number): number => {
+    if (c.known + c.pending >= limit) return (c.window + 1) * windowMs - now;
+    c.pending++;
+    return 0;
+  };
+
   return {
-    take(key: string): number {
+    /** 0 to admit, else the wait in ms; a promise when the shared total had to be read first. */
+    take(key: string): number | Promise<number> {
       const now = Date.now();
       const window = Math.floor(now / windowMs);
       let c = counts.get(key);
-      if (!c || c.window !== window) c = { window, known: 0, pending: 0, flushing: false };
+      if (!c || c.window !== window) c = { window, known: 0, pending: 0, flushing: false, readAt: 0 };
       touch(counts, key, c, config.maxKeys);
-      if (c.known + c.pending >= limit) return (window + 1) * windowMs - now;
-      c.pending++;
-      return 0;
+      // What other gateways added is learnt by reading the shared total: at most once per
+      // syncMs per client, and only when this gateway is about to decide for that client.
+      if (!c.flushing && now - c.readAt >= config.syncMs) {
+        const current = c;
+        return refresh(key, current).then(() => decide(current, Date.now()));
+      }
+      return decide(c, now);
     },
     close() {
       closed = true;
@@ -172,11 +203,14 @@ export const rateLimitPlugin = definePlugin({
     const limitText = config.scope === "local" ? `${config.rate}/s` : `${config.limit} per ${config.windowMs} ms`;
     return {
       onRequest(ex) {
+        const refuse = (waitMs: number) =>
+          waitMs === 0
+            ? undefined
+            : errorReply(ex, 429, "ERATE_LIMITED", `rate limit of ${limitText} exceeded`, {
+                "retry-after": String(Math.max(1, Math.ceil(waitMs / 1000))),
+              });
         const waitMs = limiter.take(clientKey(ex, config.key));
-        if (waitMs === 0) return undefined;
-        return errorReply(ex, 429, "ERATE_LIMITED", `rate limit of ${limitText} exceeded`, {
-          "retry-after": String(Math.max(1, Math.ceil(waitMs / 1000))),
-        });
+        return typeof waitMs === "number" ? refuse(waitMs) : waitMs.then(refuse);
       },
       close() {
         limiter.close();
