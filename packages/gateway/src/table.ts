@@ -174,6 +174,10 @@ export class RouteTable {
           if (update.type === "snapshot") {
             this.#resyncs++;
             this.#applySnapshot(update.kvs, update.revision);
+            this.#opts.logger.info(
+              { routes: this.#loaded.size, revision: update.revision, resync: this.#resyncs > 0 },
+              "routes loaded",
+            );
           } else {
             this.#applyEvents(update.events, update.revision);
           }
@@ -290,6 +294,7 @@ export class RouteTable {
       return;
     }
     this.#failed.delete(id);
+    this.#opts.logger.debug({ route: id, revision: kv.modRevision }, current ? "route updated" : "route added");
     if (compiled.route.enabled) {
       this.router.set(id, compiled.route.match, compiled, compiled.route.priority);
     } else {
