@@ -20,6 +20,7 @@ import {
   type TxnResult,
   type WatchEvent,
 } from "@cairn/core";
+import { status as Status } from "@grpc/grpc-js";
 import { ETCD_ERRORS, StatusError } from "./errors.js";
 import type {
   Int64,
@@ -79,7 +80,7 @@ export function rangeOptions(req: PbRangeRequest): { key: Buffer; options: Range
   const sortOrder = SORT_ORDER[req.sort_order];
   const sortTarget = SORT_TARGET[req.sort_target];
   if (!sortOrder || !sortTarget) {
-    throw new StatusError({ code: 3, details: "etcdserver: invalid sort option" });
+    throw new StatusError({ code: Status.INVALID_ARGUMENT, details: "etcdserver: invalid sort option" });
   }
   const options: RangeOptions = {
     ...(end ? { end } : {}),
@@ -123,7 +124,8 @@ function compareOf(c: PbCompare): Compare {
   const key = requireKey(c.key);
   const end = endOf(c.range_end);
   const result = COMPARE_RESULT[c.result];
-  if (!result) throw new StatusError({ code: 3, details: `etcdserver: unknown compare result ${c.result}` });
+  if (!result)
+    throw new StatusError({ code: Status.INVALID_ARGUMENT, details: `etcdserver: unknown compare result ${c.result}` });
   const base = { key, result, ...(end ? { end } : {}) };
   // etcd reads the field of the compare's target; a union holding another field reads as zero.
   switch (c.target) {
@@ -141,7 +143,10 @@ function compareOf(c: PbCompare): Compare {
       return { ...base, target: "lease", value: lease.startsWith("-") ? "0" : lease };
     }
     default:
-      throw new StatusError({ code: 3, details: `etcdserver: unknown compare target ${String(c.target)}` });
+      throw new StatusError({
+        code: Status.INVALID_ARGUMENT,
+        details: `etcdserver: unknown compare target ${String(c.target)}`,
+      });
   }
 }
 

@@ -2,7 +2,7 @@
 // keepalive stream, time-to-live with keys, and the list of leases. Leases are held for
 // remote clients, so the store keeps none alive itself: keepalives arrive by id.
 import { MAX_LEASE_TTL, MIN_LEASE_TTL } from "@cairn/core";
-import type { ServerDuplexStream } from "@grpc/grpc-js";
+import { type ServerDuplexStream, status as Status } from "@grpc/grpc-js";
 import type { OpenStream, ServiceContext } from "./context.js";
 import { int, leaseIdOf } from "./convert.js";
 import { ETCD_ERRORS, StatusError, toStatus } from "./errors.js";
@@ -18,7 +18,10 @@ export function leaseService(ctx: ServiceContext) {
       const ttl = Math.max(MIN_LEASE_TTL, requested || 0);
       const id = String(req.ID ?? "0");
       if (id.startsWith("-")) {
-        throw new StatusError({ code: 3, details: "etcdserver: lease id must be a non-negative int64" });
+        throw new StatusError({
+          code: Status.INVALID_ARGUMENT,
+          details: "etcdserver: lease id must be a non-negative int64",
+        });
       }
       const lease = await store.grant(ttl, { keepAlive: false, ...(id !== "0" ? { id } : {}) });
       lease.release();
