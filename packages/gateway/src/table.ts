@@ -107,6 +107,7 @@ export class RouteTable {
   #probe: NodeJS.Timeout | undefined;
   #outage = false;
   #statusCall: Promise<unknown> | undefined;
+  #wake: (() => void) | undefined;
   #readyResolve!: () => void;
   readonly ready: Promise<void>;
   readonly #listeners = new Set<(revision: number) => void>();
@@ -151,6 +152,7 @@ export class RouteTable {
   close(): void {
     this.#abort.abort();
     this.#cycle?.abort();
+    this.#wake?.();
     if (this.#probe) clearInterval(this.#probe);
     for (const { compiled } of this.#loaded.values()) compiled.retire();
     this.#loaded.clear();
@@ -190,8 +192,18 @@ export class RouteTable {
         this.#stale = true;
         this.#lastError = (err as Error).message ?? String(err);
         this.#opts.logger.warn({ err: this.#lastError }, "route watch failed; serving the last good table");
+        this.#outage = true;
         const delay = Math.min(5_000, 50 * 2 ** failures++);
-        await new Promise((r) => setTimeout(r, delay).unref());
+        // The probe cuts the wait short once the store answers again.
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, delay);
+          timer.unref();
+          this.#wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        this.#wake = undefined;
       } finally {
         this.#abort.signal.removeEventListener("abort", onAbort);
       }
@@ -224,6 +236,7 @@ export class RouteTable {
         this.#outage = false;
         this.#opts.logger.info("store reachable again; resyncing routes");
         this.#cycle?.abort();
+        this.#wake?.();
       }
     } catch (err) {
       if (!this.#outage) {
