@@ -158,6 +158,46 @@ describe("gRPC through discovery", () => {
     }
   });
 
+  it("with a Cairn picker (smooth weighted round robin) calls follow the registered weights", async () => {
+    const namespace = ns();
+    const stop = registerCairnResolver(store, {
+      scheme: "cairnwrr",
+      loadBalancing: { balancer: { policy: "smooth_weighted_round_robin" } },
+    });
+    const heavy = await registerGrpcServer(store, greeter("heavy"), {
+      service: "greeter",
+      namespace,
+      id: "heavy",
+      host: "127.0.0.1",
+      weight: 300,
+    });
+    const light = await registerGrpcServer(store, greeter("light"), {
+      service: "greeter",
+      namespace,
+      id: "light",
+      host: "127.0.0.1",
+      weight: 100,
+    });
+    const client = new GreeterClient(`cairnwrr://${namespace}/greeter`, grpc.credentials.createInsecure());
+    try {
+      const seen = new Set<string>();
+      await waitFor("both servers to answer", async () => {
+        seen.add((await call(client, "w")).server);
+        return seen.size === 2;
+      });
+      const counts = { heavy: 0, light: 0 };
+      for (let i = 0; i < 40; i++) counts[(await call(client, "w")).server as "heavy" | "light"]++;
+      assert.deepEqual(counts, { heavy: 30, light: 10 }, "3:1, as the weights say");
+      await light.close({ waitMs: 200 });
+      for (let i = 0; i < 5; i++) assert.equal((await call(client, "w")).server, "heavy");
+    } finally {
+      client.close();
+      stop();
+      await heavy.close({ waitMs: 0 });
+      await light.close({ waitMs: 0 });
+    }
+  });
+
   it("serves grpc.health.v1: SERVING once registered, NOT_SERVING while it drains", async () => {
     const namespace = ns();
     const s = await registerGrpcServer(store, greeter("h"), { service: "greeter", namespace, host: "127.0.0.1" });

@@ -3,7 +3,9 @@
 // grpc-js's load balancer (round_robin unless the channel asks otherwise) spreads calls over it.
 import { InvalidArgumentError, type Store } from "@cairn/core";
 import { type DiscoverOptions, discover, type ServiceView, segment } from "@cairn/recipes";
+import { type BalancerConfig, balancerFromConfig } from "@cairn/runtime";
 import { experimental, Metadata, status as Status } from "@grpc/grpc-js";
+import { CAIRN_LB_POLICY, registerCairnBalancer, rememberAddresses } from "./balancer.js";
 
 type ResolverListener = experimental.ResolverListener;
 type GrpcUri = experimental.GrpcUri;
@@ -13,8 +15,12 @@ export interface CairnResolverOptions {
   readonly namespace?: string;
   /** URI scheme to answer for (default "cairn"): one scheme per store. */
   readonly scheme?: string;
-  /** Load balancing policy handed to grpc-js in the service config (default "round_robin"). */
-  readonly loadBalancing?: "round_robin" | "pick_first";
+  /**
+   * Load balancing handed to grpc-js in the service config: its own "round_robin" (default) or
+   * "pick_first", or one of our pickers (`{ balancer: { policy: "peak_ewma", ... } }`, the
+   * plain configuration balancerFromConfig reads), which also sees instance weights and zones.
+   */
+  readonly loadBalancing?: "round_robin" | "pick_first" | { readonly balancer: BalancerConfig };
   readonly discovery?: Omit<DiscoverOptions, "namespace" | "signal">;
 }
 
@@ -38,8 +44,13 @@ export function registerCairnResolver(store: Store, options: CairnResolverOption
     throw new InvalidArgumentError("scheme", `expected a lower-case URI scheme, got ${JSON.stringify(scheme)}`);
   }
   const defaultNamespace = options.namespace;
+  const lb = options.loadBalancing ?? "round_robin";
+  if (typeof lb === "object") {
+    balancerFromConfig(lb.balancer);
+    registerCairnBalancer();
+  }
   const serviceConfig = {
-    loadBalancingConfig: [{ [options.loadBalancing ?? "round_robin"]: {} }],
+    loadBalancingConfig: [typeof lb === "string" ? { [lb]: {} } : { [CAIRN_LB_POLICY]: { balancer: lb.balancer } }],
     methodConfig: [],
   };
   let active = true;
@@ -120,6 +131,12 @@ export function registerCairnResolver(store: Store, options: CairnResolverOption
         return;
       }
       const endpoints = instances.map((i) => ({ addresses: [{ host: i.address, port: i.port }] }));
+      rememberAddresses(
+        instances.map((i, n) => [
+          experimental.endpointToString(endpoints[n]!),
+          { id: i.id, weight: i.weight, zone: i.zone, metadata: i.metadata },
+        ]),
+      );
       this.#listener(experimental.statusOrFromValue(endpoints), {}, experimental.statusOrFromValue(serviceConfig), "");
     }
 
