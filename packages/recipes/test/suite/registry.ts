@@ -329,22 +329,25 @@ export function registryTests(target: RecipesTarget): void {
     const view = await discover(store, "web", { namespace });
     const stop = new AbortController();
     const running = runHealthChecks(store, stop.signal, { namespace, name: "test" });
-    const first = await waitFor("a first status", () => {
-      const i = view.snapshot().all[0];
-      return i && i.healthOutput !== "" ? i : undefined;
-    });
-    assert.equal(first.health, "passing");
-    assert.match(first.healthOutput, /HTTP 200/);
-    healthy = false;
-    const down = await waitFor("critical", () => view.snapshot().all.find((i) => i.health === "critical"));
-    assert.match(down.healthOutput, /HTTP 503/);
-    healthy = true;
-    await waitFor("passing again", () => view.instances().length === 1);
-    const record = JSON.parse((await store.get(`/cairn/${namespace}/health/web/w`))?.value.toString() ?? "{}");
-    assert.equal(record.by, "checker:test");
-    stop.abort();
+    try {
+      const first = await waitFor("a first status", () => {
+        const i = view.snapshot().all[0];
+        return i && i.healthOutput !== "" ? i : undefined;
+      });
+      assert.equal(first.health, "passing");
+      assert.match(first.healthOutput, /HTTP 200/);
+      healthy = false;
+      const down = await waitFor("critical", () => view.snapshot().all.find((i) => i.health === "critical"));
+      assert.match(down.healthOutput, /HTTP 503/);
+      healthy = true;
+      await waitFor("passing again", () => view.instances().length === 1);
+      const record = JSON.parse((await store.get(`/cairn/${namespace}/health/web/w`))?.value.toString() ?? "{}");
+      assert.equal(record.by, "checker:test");
+    } finally {
+      stop.abort();
+      view.close();
+    }
     assert.equal(await running, "stopped");
-    view.close();
     await reg.close();
     assert.equal(await store.get(`/cairn/${namespace}/health/web/w`), undefined, "the status leaves with the instance");
     await new Promise<void>((resolve) => server.close(() => resolve()));
