@@ -2,4 +2,4 @@
 export type { AuthOptions } from "./auth.js";
 export type { MetricsOptions } from "./metrics.js";
 export * from "./plugin.js";
-export type { RateLimitOptions } from "./rate-limit.js";
+export type { GlobalRateLimitOptions, RateLimitOptions } from "./rate-limit.js";

@@ -14,7 +14,7 @@ import type { Logger } from "pino";
 import type { z } from "zod";
 import { type AuthOptions, makeVerifier } from "./auth.js";
 import { type MetricsOptions, makeMetrics } from "./metrics.js";
-import { makeRateLimiter, type RateLimitOptions } from "./rate-limit.js";
+import { makeGlobalLimiter, makeRateLimiter, type RateLimitOptions } from "./rate-limit.js";
 
 /** The config `fastify.config` holds; augment it with your schema's type. */
 // biome-ignore lint/suspicious/noEmptyInterface: declaration merging point for applications
@@ -160,9 +160,20 @@ const plugin: FastifyPluginAsync<CairnPluginOptions> = async (fastify, options) 
 
   if (options.rateLimit) {
     const limiter = makeRateLimiter(options.rateLimit);
+    const global = options.rateLimit.global
+      ? makeGlobalLimiter(
+          store,
+          options.namespace ?? "default",
+          options.rateLimit.global.name ?? options.service ?? "default",
+          options.rateLimit.global,
+          options.rateLimit.key ?? ((request) => request.ip),
+          (err) => fastify.log.warn({ err }, "global rate limit unavailable; letting the request through"),
+        )
+      : undefined;
     fastify.addHook("onRequest", async (request, reply) => {
       if (request.routeOptions.config?.rateLimit === false || exempt.has(request.routeOptions.url ?? "")) return;
-      const retryAfterMs = limiter.take(request);
+      let retryAfterMs = limiter.take(request);
+      if (retryAfterMs === 0 && global) retryAfterMs = await global.take(request);
       if (retryAfterMs === 0) return;
       reply.header("retry-after", String(Math.max(1, Math.ceil(retryAfterMs / 1000))));
       return sendError(reply, 429, "too many requests", "rate limit exceeded", "ERATE_LIMITED");

@@ -227,6 +227,37 @@ describe("rate limit", () => {
   });
 });
 
+describe("global rate limit", () => {
+  it("counts a client's requests across every instance in the store and answers 429 past the limit", async () => {
+    const namespace = ns();
+    const options = {
+      namespace,
+      service: undefined,
+      rateLimit: {
+        ratePerSecond: 1000,
+        key: (req: { headers: Record<string, unknown> }) => String(req.headers["x-client"]),
+        global: { limit: 4, windowMs: 3_600_000, name: "orders" },
+      },
+    };
+    const one = await app(options, (f) => f.get("/x", async () => ({ ok: true })));
+    const two = await app(options, (f) => f.get("/x", async () => ({ ok: true })));
+    try {
+      const codes: number[] = [];
+      for (let i = 0; i < 6; i++) {
+        const target = i % 2 === 0 ? one : two;
+        codes.push((await target.inject({ url: "/x", headers: { "x-client": "a" } })).statusCode);
+      }
+      assert.deepEqual(codes, [200, 200, 200, 200, 429, 429], "four in all, whichever instance took them");
+      const limited = await one.inject({ url: "/x", headers: { "x-client": "a" } });
+      assert.ok(Number(limited.headers["retry-after"]) >= 1);
+      assert.equal((await two.inject({ url: "/x", headers: { "x-client": "b" } })).statusCode, 200);
+    } finally {
+      await one.close();
+      await two.close();
+    }
+  });
+});
+
 describe("errors", () => {
   it("a handler that throws gives a JSON 500 with the request id, and the server goes on serving", async () => {
     const f = await app({}, (f) => {
