@@ -1,15 +1,18 @@
 // The Fastify plugin against the embedded engine: registration on listen and on close, request
 // ids, the access log, JWT, rate limits, JSON errors, bounded metrics and hot config.
 import assert from "node:assert/strict";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { Writable } from "node:stream";
 import { after, before, describe, it } from "node:test";
 import { type EmbeddedStore, openEmbedded } from "@cairn/embedded";
 import { configCenter, discover } from "@cairn/recipes";
 import { currentContext } from "@cairn/runtime";
 import Fastify, { type FastifyInstance } from "fastify";
-import { exportJWK, generateKeyPair, SignJWT } from "jose";
+import { exportJWK, exportSPKI, generateKeyPair, SignJWT } from "jose";
 import { pino } from "pino";
 import { z } from "zod";
+import { makeVerifier } from "../src/auth.js";
 import { type CairnPluginOptions, cairn } from "../src/index.js";
 
 let store: EmbeddedStore;
@@ -194,6 +197,53 @@ describe("JWT auth", () => {
     } finally {
       await f.close();
     }
+  });
+});
+
+describe("JWT auth with fetched and PEM keys", () => {
+  it("verifies tokens against a JWKS URL and against a PEM public key", async () => {
+    const pair = await generateKeyPair("ES256", { extractable: true });
+    const jwk = { ...(await exportJWK(pair.publicKey)), kid: "es1", alg: "ES256", use: "sig" };
+    let fetched = 0;
+    const jwks = createServer((_req, res) => {
+      fetched++;
+      res.setHeader("content-type", "application/json");
+      res.end(JSON.stringify({ keys: [jwk] }));
+    });
+    await new Promise<void>((r) => jwks.listen(0, "127.0.0.1", r));
+    const jwksUrl = `http://127.0.0.1:${(jwks.address() as AddressInfo).port}/.well-known/jwks.json`;
+    const pem = await exportSPKI(pair.publicKey);
+    const token = await new SignJWT({ sub: "eve" })
+      .setProtectedHeader({ alg: "ES256", kid: "es1" })
+      .setExpirationTime("5m")
+      .sign(pair.privateKey);
+    const remote = await app({ auth: { jwksUrl } }, (f) => f.get("/me", async (req) => ({ sub: req.user?.sub })));
+    const local = await app({ auth: { publicKey: pem, algorithms: ["ES256"] } }, (f) =>
+      f.get("/me", async (req) => ({ sub: req.user?.sub })),
+    );
+    try {
+      for (const f of [remote, local]) {
+        const ok = await f.inject({ url: "/me", headers: { authorization: `Bearer ${token}` } });
+        assert.equal(ok.statusCode, 200);
+        assert.equal(ok.json().sub, "eve");
+        const tampered = `${token.slice(0, -4)}AAAA`;
+        assert.equal(
+          (await f.inject({ url: "/me", headers: { authorization: `Bearer ${tampered}` } })).statusCode,
+          401,
+        );
+      }
+      assert.ok(fetched >= 1, "the key set was fetched from the URL");
+    } finally {
+      await remote.close();
+      await local.close();
+      jwks.close();
+    }
+  });
+
+  it("refuses an auth configuration with no key or two", () => {
+    assert.throws(() => makeVerifier({}), /exactly one of secret, publicKey, jwks or jwksUrl/);
+    assert.throws(() => makeVerifier({ secret: "x", jwksUrl: "http://x" }), /exactly one/);
+    assert.throws(() => makeVerifier({ publicKey: "not a pem" }), /auth\.publicKey/);
   });
 });
 
