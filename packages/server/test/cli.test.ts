@@ -18,8 +18,9 @@ function cairn(args: string[]) {
 
 describe("the cairn server process", () => {
   it("a bad flag value exits 2 naming the flag, before anything is opened", () => {
-    const dataDir = join(tempDir(), "never");
-    dirs.push(dataDir);
+    const parent = tempDir();
+    dirs.push(parent);
+    const dataDir = join(parent, "never");
     for (const [args, message] of [
       [["server", "--grpc-port", "http"], /--grpc-port: expected a port number 0-65535, got "http"/],
       [["server", "--http-port", "70000"], /--http-port: expected a port number 0-65535, got "70000"/],
