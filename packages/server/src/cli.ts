@@ -5,10 +5,14 @@ import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { pino } from "pino";
 import { startServer, type TlsOptions } from "./server.js";
+import { parseStoreUrl, startStateless } from "./stateless.js";
 
 const USAGE = `usage: cairn server [--data-dir DIR] [--grpc-port N] [--http-port M] [--host H] [--log-level LEVEL]
 
   --data-dir DIR     where the store keeps its data (default ./data)
+  --store etcd://H:P[,H:P…]
+                     serve the REST API, metrics and health checker over an etcd
+                     cluster instead (stateless: no data dir, no gRPC port)
   --grpc-port N      etcd v3 gRPC port (default 2379; 0 picks a free one)
   --http-port M      HTTP port for /healthz and /readyz (default 8700; 0 picks a free one)
   --host H           interface to listen on (default 127.0.0.1)
@@ -77,6 +81,7 @@ async function serve(args: string[]): Promise<void> {
     args,
     options: {
       "data-dir": { type: "string", default: "./data" },
+      store: { type: "string" },
       "grpc-port": { type: "string", default: "2379" },
       "http-port": { type: "string", default: "8700" },
       host: { type: "string", default: "127.0.0.1" },
@@ -119,17 +124,33 @@ async function serve(args: string[]): Promise<void> {
     );
   }
   const logger = pino({ name: "cairn-server", level });
-  const server = await startServer({
-    dataDir: values["data-dir"],
-    grpcPort: port(values["grpc-port"], "--grpc-port"),
-    httpPort: port(values["http-port"], "--http-port"),
-    host: values.host,
-    logger,
-    progressNotifyIntervalMs: Number(progress),
-    ...(authRootPassword !== undefined ? { authRootPassword } : {}),
-    ...(tls ? { tls } : {}),
-    ...(advertise ? { advertiseClientUrls: advertise } : {}),
-  });
+  let endpoints: string[] | undefined;
+  if (values.store !== undefined) {
+    try {
+      endpoints = parseStoreUrl(values.store);
+    } catch (err) {
+      throw new UsageError((err as Error).message);
+    }
+  }
+  const server = endpoints
+    ? await startStateless({
+        endpoints,
+        httpPort: port(values["http-port"], "--http-port"),
+        host: values.host,
+        logger,
+        ...(tls ? { tls } : {}),
+      })
+    : await startServer({
+        dataDir: values["data-dir"],
+        grpcPort: port(values["grpc-port"], "--grpc-port"),
+        httpPort: port(values["http-port"], "--http-port"),
+        host: values.host,
+        logger,
+        progressNotifyIntervalMs: Number(progress),
+        ...(authRootPassword !== undefined ? { authRootPassword } : {}),
+        ...(tls ? { tls } : {}),
+        ...(advertise ? { advertiseClientUrls: advertise } : {}),
+      });
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) {
