@@ -1,6 +1,7 @@
 // The gateway on a real 3-member etcd: an upstream process registered through the registry is
 // killed (-9) under load and retries keep failures at or below 0.1%; a route changed 100 times
-// under load; with every member stopped the gateway keeps serving, and when they resume it resyncs.
+// under load; with every member stopped, or killed, the gateway keeps serving, and when they
+// are back it resyncs from a fresh list.
 import assert from "node:assert/strict";
 import type { ChildProcess } from "node:child_process";
 import { after, before, describe, it } from "node:test";
@@ -159,6 +160,46 @@ describe("gateway under faults (etcd, 3 members)", () => {
     } finally {
       await gw.gateway.close({ drainMs: 200 });
       await reg.close().catch(() => {});
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it("with every member killed the gateway keeps serving; once they are restarted it resyncs from a fresh list", async () => {
+    const namespace = freshNamespace("killall");
+    const a: EchoServer = await startEcho("a");
+    const b: EchoServer = await startEcho("b");
+    const store = connect();
+    const admin = new RouteAdmin(connect(), { namespace });
+    await admin.put(staticRoute("r", a.port));
+    const gw = await startGateway(store, { namespace, storeProbeMs: 200 });
+    try {
+      const resyncs = gw.gateway.status().resyncs;
+      for (let i = 0; i < 3; i++) await cluster.kill(i);
+      const during = startLoad(`${gw.url}/x`, 4);
+      await waitFor("the table to be marked stale", () => gw.gateway.status().stale, 5_000);
+      await sleep(500);
+      const result = await during.stop();
+      assert.equal(result.failed, 0, result.errors.join(" | "));
+      assert.ok(result.ok > 0);
+      await Promise.all([0, 1, 2].map((i) => cluster.restart(i)));
+      await waitFor(
+        "the resync",
+        () => !gw.gateway.status().stale && gw.gateway.status().resyncs > resyncs,
+        20_000,
+        50,
+      );
+      await admin.put(staticRoute("r", b.port));
+      await waitFor(
+        "the change made after the restart",
+        async () => {
+          const res = await request(`${gw.url}/x`);
+          return ((await res.body.json()) as { name: string }).name === "b";
+        },
+        5_000,
+      );
+    } finally {
+      await gw.gateway.close({ drainMs: 200 });
       await a.close();
       await b.close();
     }
