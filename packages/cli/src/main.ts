@@ -15,6 +15,9 @@ export const commands: Record<string, Command> = { kv, svc, cfg, lock, elect };
 
 export const USAGE = `usage: cairn [--endpoints host:port,…] [--namespace NS] [--json] COMMAND …
 
+  server [--data-dir DIR] [--grpc-port N] [--http-port M] [--host H] [--store etcd://…]
+         (cairn server --help for every flag)
+
   kv get KEY [--prefix] [--rev N] [--limit N] [--keys-only]
   kv put KEY VALUE|- [--lease ID] [--prev-kv]
   kv del KEY [--prefix]
@@ -64,6 +67,11 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
     if (values.help || name === undefined || name === "help") {
       io.out(USAGE);
       return name === undefined && !values.help ? 2 : 0;
+    }
+    // The daemons parse their own flags and run in the foreground.
+    if (name === "server") {
+      const { serverMain } = await import("@cairn/server/cli");
+      return await serverMain(rest);
     }
     const command = commands[name];
     if (!command) throw new UsageError(`unknown command ${JSON.stringify(name)}`);

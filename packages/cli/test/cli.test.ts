@@ -277,3 +277,53 @@ describe("cairn lock and elect", () => {
     assert.equal(await listenExit, 0);
   });
 });
+
+describe("cairn server (through the cairn command)", () => {
+  it("runs in the foreground, serves etcd's protocol and REST, and stops on SIGTERM with exit 0", async () => {
+    const { mkdtempSync, rmSync } = await import("node:fs");
+    const { tmpdir } = await import("node:os");
+    const { join } = await import("node:path");
+    const dataDir = mkdtempSync(join(tmpdir(), "cairn-cli-server-"));
+    const child = spawn(process.execPath, [
+      bin,
+      "server",
+      "--data-dir",
+      dataDir,
+      "--grpc-port",
+      "0",
+      "--http-port",
+      "0",
+    ]);
+    try {
+      const listening = await new Promise<{ grpcUrl: string; httpUrl: string }>((resolve, reject) => {
+        let buffer = "";
+        child.stdout.on("data", (chunk) => {
+          buffer += chunk;
+          for (const line of buffer.split("\n")) {
+            if (line.includes('"cairn server listening"')) resolve(JSON.parse(line));
+          }
+        });
+        child.on("exit", (code) => reject(new Error(`exited ${code}`)));
+      });
+      const put = await new Promise<Run>((resolve) => {
+        const c = spawn(process.execPath, [bin, "--endpoints", listening.grpcUrl, "kv", "put", "/srv/k", "v"]);
+        let out = "";
+        c.stdout.on("data", (d) => {
+          out += d;
+        });
+        c.on("close", (code) => resolve({ code, out, err: "" }));
+      });
+      assert.deepEqual([put.code, put.out], [0, "OK\n"]);
+      const kv = (await (await fetch(`${listening.httpUrl}/v1/kv?prefix=/srv/`)).json()) as {
+        kvs: { value: string }[];
+      };
+      assert.equal(kv.kvs[0]?.value, "v");
+      const code = exited(child);
+      child.kill("SIGTERM");
+      assert.equal(await code, 0);
+    } finally {
+      child.kill("SIGKILL");
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});

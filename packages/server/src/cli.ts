@@ -2,6 +2,7 @@
 // The `cairn` command. `cairn server` runs the server in the foreground until SIGTERM or
 // SIGINT, then shuts down gracefully.
 import { readFileSync } from "node:fs";
+import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { pino } from "pino";
 import { startServer, type TlsOptions } from "./server.js";
@@ -14,7 +15,7 @@ const USAGE = `usage: cairn server [--data-dir DIR] [--grpc-port N] [--http-port
                      serve the REST API, metrics and health checker over an etcd
                      cluster instead (stateless: no data dir, no gRPC port)
   --grpc-port N      etcd v3 gRPC port (default 2379; 0 picks a free one)
-  --http-port M      HTTP port for /healthz and /readyz (default 8700; 0 picks a free one)
+  --http-port M      HTTP port of the REST API, /metrics, /healthz, /readyz (default 8700; 0: free)
   --host H           interface to listen on (default 127.0.0.1)
   --log-level LEVEL  pino level: fatal, error, warn, info, debug, trace (default info)
   --advertise-client-urls URLS
@@ -179,21 +180,35 @@ async function serve(args: string[]): Promise<void> {
   process.on("unhandledRejection", crash);
 }
 
-async function main(argv: string[]): Promise<void> {
-  const [command, ...rest] = argv;
-  if (command === "server") return serve(rest);
-  if (command === undefined || command === "help" || command === "--help" || command === "-h") {
-    console.log(USAGE);
-    return;
+/**
+ * `cairn server …` (the `cairn` command of @cairn/cli delegates here). Resolves with the exit
+ * code when the command ends at once (help, usage errors); a running server exits the
+ * process itself on SIGTERM or SIGINT.
+ */
+export async function serverMain(argv: string[]): Promise<number> {
+  try {
+    const [command, ...rest] = argv;
+    if (command === "server") {
+      await serve(rest);
+      return 0;
+    }
+    if (command === undefined || command === "help" || command === "--help" || command === "-h") {
+      console.log(USAGE);
+      return 0;
+    }
+    throw new UsageError(`unknown command "${command}"`);
+  } catch (err) {
+    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) {
+      console.error(`cairn: ${(err as Error).message}\n\n${USAGE}`);
+      return 2;
+    }
+    console.error("cairn: failed to start:", err);
+    return 1;
   }
-  throw new UsageError(`unknown command "${command}"`);
 }
 
-main(process.argv.slice(2)).catch((err: unknown) => {
-  if (err instanceof UsageError || (err as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) {
-    console.error(`cairn: ${(err as Error).message}\n\n${USAGE}`);
-    process.exit(2);
-  }
-  console.error("cairn: failed to start:", err);
-  process.exit(1);
-});
+// Run directly (`node dist/src/cli.js server …`, as npm start does): exit on a failure to start.
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const code = await serverMain(process.argv.slice(2));
+  if (code !== 0) process.exit(code);
+}
