@@ -1,18 +1,20 @@
-// npm run bench:gateway — one upstream, four ways in, measured one after another in one run:
-// direct, nginx (Debian's, one worker, keepalive upstream), @fastify/http-proxy, and cairn
-// gateway (registry-discovered upstream, request-id and metrics plugins on). Each server runs
-// in its own process; load comes from autocannon. Also times router matching with 10 and with
-// 10,000 routes loaded. Last line: `gateway bench: cairn/nginx req/s ratio R, cairn/fastify-proxy ratio F`
-// (targets R >= 0.70, F >= 1.7, p99 <= 2x nginx's).
+// npm run bench:gateway — one upstream, four ways in, measured in one run: direct, nginx
+// (Debian's, one worker, keepalive upstream), @fastify/http-proxy, and cairn gateway
+// (registry-discovered upstream, request-id and metrics plugins on). Each server runs in its
+// own process; load comes from autocannon in rounds that take every target in turn (medians
+// reported), with the CPU each proxy spent per request. Also times router matching with 10
+// and with 10,000 routes loaded. Last line: `gateway bench: cairn/nginx req/s ratio R,
+// cairn/fastify-proxy ratio F` (targets R >= 0.70, F >= 1.7, p99 <= 2x nginx's).
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { Router } from "@cairn/gateway";
 import autocannon from "autocannon";
 
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const WARMUP = Number(process.env.BENCH_WARMUP_SECONDS ?? 1);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -33,7 +35,11 @@ process.on("exit", () => {
 });
 
 /** Runs an ES module given as text in a child process (cwd: the repo, so packages resolve); resolves with the port it prints. */
-function spawnScript(name: string, code: string, env: Record<string, string> = {}): Promise<number> {
+function spawnScript(
+  name: string,
+  code: string,
+  env: Record<string, string> = {},
+): Promise<{ port: number; pid: number }> {
   const child = spawn(process.execPath, ["--input-type=module", "-e", code], {
     cwd: ROOT,
     env: { ...process.env, ...env },
@@ -45,7 +51,7 @@ function spawnScript(name: string, code: string, env: Record<string, string> = {
     child.stdout!.setEncoding("utf8").on("data", (c: string) => {
       out += c;
       const m = out.match(/port (\d+)/);
-      if (m) resolve(Number(m[1]));
+      if (m) resolve({ port: Number(m[1]), pid: child.pid! });
     });
     child.once("exit", (code) => reject(new Error(`${name} exited with ${code}`)));
   });
@@ -89,7 +95,7 @@ const address = await gateway.listen(0, "127.0.0.1");
 console.log("port " + address.port);
 `;
 
-async function startNginx(binary: string, upstreamPort: number): Promise<{ port: number; dir: string }> {
+async function startNginx(binary: string, upstreamPort: number): Promise<{ port: number; dir: string; pid: number }> {
   const dir = mkdtempSync(join(tmpdir(), "cairn-bench-nginx-"));
   const port = await freePort();
   writeFileSync(
@@ -125,7 +131,8 @@ http {
   const child = spawn(binary, ["-p", dir, "-c", join(dir, "nginx.conf")], { stdio: ["ignore", "ignore", "inherit"] });
   children.push(child);
   await waitForPort(port);
-  return { port, dir };
+  // "master_process off" is not used, so the one worker is the master's child: count both.
+  return { port, dir, pid: child.pid! };
 }
 
 async function freePort(): Promise<number> {
@@ -158,19 +165,49 @@ interface Row {
   readonly p50: number;
   readonly p99: number;
   readonly errors: number;
+  /** CPU time the proxy's processes spent per request (µs), or NaN where /proc is missing. */
+  readonly cpuUs: number;
 }
 
-async function measure(name: string, port: number): Promise<Row> {
+/** User + system CPU of a process and its children, in µs (Linux /proc; NaN elsewhere). */
+function cpuOf(pid: number): number {
+  const tick = 1e6 / 100;
+  let total = 0;
+  try {
+    const pids = [pid];
+    try {
+      const kids = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim();
+      if (kids) pids.push(...kids.split(/\s+/).map(Number));
+    } catch {}
+    for (const p of pids) {
+      const fields = readFileSync(`/proc/${p}/stat`, "utf8").split(") ")[1]!.split(" ");
+      total += (Number(fields[11]) + Number(fields[12])) * tick;
+    }
+    return total;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+async function measure(name: string, port: number, pid: number | undefined): Promise<Row> {
   const url = `http://127.0.0.1:${port}/hello`;
   if (WARMUP > 0) await autocannon({ url, connections: CONNECTIONS, duration: WARMUP });
+  const before = pid === undefined ? Number.NaN : cpuOf(pid);
   const r = await autocannon({ url, connections: CONNECTIONS, duration: SECONDS });
+  const after = pid === undefined ? Number.NaN : cpuOf(pid);
   return {
     name,
     rps: r.requests.average,
     p50: r.latency.p50,
     p99: r.latency.p99,
     errors: r.errors + r.non2xx + r.timeouts,
+    cpuUs: (after - before) / r.requests.total,
   };
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
 }
 
 /**
@@ -199,33 +236,55 @@ function matchCost(n: number): number {
 }
 
 const nginxBinary = findNginx();
-const upstreamPort = await spawnScript("upstream", UPSTREAM);
-const nginx = await startNginx(nginxBinary, upstreamPort);
-const fastifyPort = await spawnScript("fastify-proxy", FASTIFY, { UPSTREAM_PORT: String(upstreamPort) });
-const cairnPort = await spawnScript("cairn gateway", CAIRN, { UPSTREAM_PORT: String(upstreamPort) });
-await waitForPort(cairnPort);
+const upstream = await spawnScript("upstream", UPSTREAM);
+const nginx = await startNginx(nginxBinary, upstream.port);
+const fastify = await spawnScript("fastify-proxy", FASTIFY, { UPSTREAM_PORT: String(upstream.port) });
+const cairnProc = await spawnScript("cairn gateway", CAIRN, { UPSTREAM_PORT: String(upstream.port) });
+await waitForPort(cairnProc.port);
 
-const rows: Row[] = [];
+const targets = [
+  ["direct", upstream.port, undefined],
+  ["nginx", nginx.port, nginx.pid],
+  ["fastify-proxy", fastify.port, fastify.pid],
+  ["cairn gateway", cairnProc.port, cairnProc.pid],
+] as const;
+// Rounds go through every target in turn, so a noisy spell on the machine hits all of them.
+const runs = new Map<string, Row[]>(targets.map(([name]) => [name, []]));
 try {
-  for (const [name, port] of [
-    ["direct", upstreamPort],
-    ["nginx", nginx.port],
-    ["fastify-proxy", fastifyPort],
-    ["cairn gateway", cairnPort],
-  ] as const) {
-    rows.push(await measure(name, port));
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const [name, port, pid] of targets) runs.get(name)!.push(await measure(name, port, pid));
   }
 } finally {
   for (const c of children) c.kill("SIGTERM");
   rmSync(nginx.dir, { recursive: true, force: true });
 }
+const rows: Row[] = targets.map(([name]) => {
+  const all = runs.get(name)!;
+  return {
+    name,
+    rps: median(all.map((r) => r.rps)),
+    p50: median(all.map((r) => r.p50)),
+    p99: median(all.map((r) => r.p99)),
+    errors: all.reduce((n, r) => n + r.errors, 0),
+    cpuUs: median(all.map((r) => r.cpuUs)),
+  };
+});
 
-const header = ["target", "req/s", "p50 ms", "p99 ms", "errors"];
-const table = rows.map((r) => [r.name, r.rps.toFixed(0), r.p50.toFixed(2), r.p99.toFixed(2), String(r.errors)]);
+const header = ["target", "req/s", "p50 ms", "p99 ms", "errors", "proxy CPU µs/req"];
+const table = rows.map((r) => [
+  r.name,
+  r.rps.toFixed(0),
+  r.p50.toFixed(2),
+  r.p99.toFixed(2),
+  String(r.errors),
+  Number.isNaN(r.cpuUs) ? "-" : r.cpuUs.toFixed(1),
+]);
 const widths = header.map((h, i) => Math.max(h.length, ...table.map((row) => row[i]!.length)));
 const line = (cells: string[]) =>
   cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
-console.log(`${CONNECTIONS} connections, ${SECONDS} s each after ${WARMUP} s warm-up, GET of a 13-byte body`);
+console.log(
+  `${CONNECTIONS} connections, ${SECONDS} s per target after ${WARMUP} s warm-up, median of ${ROUNDS} rounds, GET of a 13-byte body`,
+);
 console.log(line(header));
 console.log(line(widths.map((w) => "-".repeat(w))));
 for (const row of table) console.log(line(row));
