@@ -17,6 +17,7 @@ export const USAGE = `usage: cairn [--endpoints host:port,…] [--namespace NS] 
 
   server [--data-dir DIR] [--grpc-port N] [--http-port M] [--host H] [--store etcd://…]
          (cairn server --help for every flag)
+  gateway --port N [--endpoints URL,…] [--namespace NS] [--admin-port N]
 
   kv get KEY [--prefix] [--rev N] [--limit N] [--keys-only]
   kv put KEY VALUE|- [--lease ID] [--prev-kv]
@@ -72,6 +73,10 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
     if (name === "server") {
       const { serverMain } = await import("@cairn/server/cli");
       return await serverMain(rest);
+    }
+    if (name === "gateway") {
+      const { gatewayMain } = await import("@cairn/gateway");
+      return await gatewayMain(args);
     }
     const command = commands[name];
     if (!command) throw new UsageError(`unknown command ${JSON.stringify(name)}`);
