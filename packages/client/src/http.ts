@@ -115,6 +115,8 @@ export interface HttpClient {
 
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"]);
 const METHOD = /^[A-Za-z]{1,32}$/;
+/** RFC 9110 token characters. */
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 /** 501 and 505 say the server will never do it; other 5xx may pass on another try or host. */
 const PERMANENT_5XX = new Set([501, 505]);
 
@@ -306,33 +308,37 @@ function exchange(
     const onAbort = () => abort(cancelled(signal));
     const timer = setTimeout(() => abort(new TimeoutError(timeoutMs)), timeoutMs);
     if (signal !== NEVER_ABORTED) signal.addEventListener("abort", onAbort, { once: true });
-    pool.dispatch(
-      {
-        path: options.path,
-        method: options.method as Dispatcher.HttpMethod,
-        headers: options.headers,
-        body: options.body ?? null,
-      },
-      {
-        onRequestStart(c) {
-          controller = c;
-          if (pending) c.abort(pending);
+    try {
+      pool.dispatch(
+        {
+          path: options.path,
+          method: options.method as Dispatcher.HttpMethod,
+          headers: options.headers,
+          body: options.body ?? null,
         },
-        onResponseStart(_c, statusCode, responseHeaders) {
-          status = statusCode;
-          headers = responseHeaders;
+        {
+          onRequestStart(c) {
+            controller = c;
+            if (pending) c.abort(pending);
+          },
+          onResponseStart(_c, statusCode, responseHeaders) {
+            status = statusCode;
+            headers = responseHeaders;
+          },
+          onResponseData(_c, chunk) {
+            chunks.push(chunk);
+          },
+          onResponseEnd() {
+            settle(undefined, { status, headers, body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks) });
+          },
+          onResponseError(_c, err) {
+            settle(err);
+          },
         },
-        onResponseData(_c, chunk) {
-          chunks.push(chunk);
-        },
-        onResponseEnd() {
-          settle(undefined, { status, headers, body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks) });
-        },
-        onResponseError(_c, err) {
-          settle(err);
-        },
-      },
-    );
+      );
+    } catch (err) {
+      settle(err as Error);
+    }
   });
 }
 
@@ -357,6 +363,18 @@ function checkRequest(request: HttpRequest): void {
       "request.path",
       `expected a string starting with "/", got ${JSON.stringify(request.path)}`,
     );
+  }
+  if (request.headers !== undefined) {
+    if (request.headers === null || typeof request.headers !== "object") {
+      throw new InvalidArgumentError("request.headers", "expected an object of header names to string values");
+    }
+    for (const [name, value] of Object.entries(request.headers)) {
+      if (!HEADER_NAME.test(name))
+        throw new InvalidArgumentError("request.headers", `not a header name: ${JSON.stringify(name)}`);
+      if (typeof value !== "string" || /[\r\n\0]/.test(value)) {
+        throw new InvalidArgumentError(`request.headers.${name}`, "expected a string without CR, LF or NUL");
+      }
+    }
   }
   if (request.method !== undefined && (typeof request.method !== "string" || !METHOD.test(request.method))) {
     throw new InvalidArgumentError(

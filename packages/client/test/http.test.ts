@@ -261,6 +261,11 @@ function suite(engine: string, open: () => Promise<{ store: Store; close: () => 
           (e) => isCairnError(e, "EINVALID") && /request\.path/.test((e as Error).message),
         );
         await assert.rejects(client.request("users", { method: "GET /", path: "/" }), /request\.method/);
+        await assert.rejects(
+          client.request("users", { path: "/", headers: { "x-evil": "a\r\nset-cookie: 1" } }),
+          /request\.headers\.x-evil/,
+        );
+        await assert.rejects(client.request("users", { path: "/", headers: { "bad name": "v" } }), /request\.headers/);
         await assert.rejects(client.request("no such/service", { path: "/" }), /service/);
         await assert.rejects(client.request("nobody", { path: "/" }), (e) => isCairnError(e, "ENO_ENDPOINT"));
         assert.throws(() => createHttpClient(store, { policies: { timeoutMs: -1 } }), /policies\.timeoutMs/);
