@@ -228,6 +228,11 @@ describe("etcdctl against cairn server", () => {
     await listener.stop("SIGINT");
   });
 
+  it("defrag frees the space compaction left, and reports it as etcd's does", async () => {
+    assert.equal(await ok(["defrag"]), `Finished defragmenting etcd member[${endpoint()}]\n`);
+    assert.equal(await ok(["put", "/ctl/defrag/after", "ok"]), "OK\n");
+  });
+
   it("alarm list is empty and endpoint health is healthy", async () => {
     assert.equal(await ok(["alarm", "list"]), "");
     const health = await etcdctl(["endpoint", "health"]);

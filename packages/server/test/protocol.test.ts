@@ -223,6 +223,13 @@ for (const target of TARGETS) {
       }
     });
 
+    it("defragment answers (without a header, as etcd's) and the store serves on", async () => {
+      const before = await put("/proto/defrag", "1");
+      const res = await client.call("Maintenance", "Defragment", {});
+      assert.equal(res.header, null);
+      assert.equal(Number((await put("/proto/defrag", "2")).header.revision), Number(before.header.revision) + 1);
+    });
+
     it("a fresh member lists no alarms, and disarming finds none", async () => {
       const list = await client.call("Maintenance", "Alarm", { action: "GET" });
       assert.deepEqual(list.alarms, []);

@@ -84,7 +84,8 @@ export async function authorize(ctx: ServiceContext, method: string, req: unknow
   const auth = ctx.auth;
   if (!auth.enabled) return;
   if (method === "Auth.Authenticate" || method === "Auth.AuthStatus") return;
-  if (method.startsWith("Maintenance.") || method.startsWith("Cluster.")) return;
+  if (method.startsWith("Cluster.")) return;
+  if (method.startsWith("Maintenance.") && method !== "Maintenance.Defragment") return;
   const caller = auth.caller(credentials);
   switch (method) {
     case "KV.Range":
@@ -98,6 +99,9 @@ export async function authorize(ctx: ServiceContext, method: string, req: unknow
       return;
     case "KV.Txn":
       await checkTxn(ctx, caller, req as PbTxnRequest);
+      return;
+    case "Maintenance.Defragment":
+      auth.checkAdmin(caller);
       return;
     case "Lease.LeaseRevoke":
       await checkLeaseKeys(ctx, caller, (req as { ID?: Int64 }).ID);

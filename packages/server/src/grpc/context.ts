@@ -17,11 +17,14 @@ export interface Backend {
   keepAlive(id: LeaseId): Promise<number>;
   /** Writes a consistent copy of the database to a new temporary file; the caller removes it. */
   snapshot(): Promise<string>;
+  /** Frees the space compaction left (etcd's defragment). */
+  defragment(): Promise<void>;
 }
 
 export function embeddedBackend(store: EmbeddedStore, dataDir: string): Backend {
   return {
     store,
+    defragment: () => store.defragment(),
     snapshot: async () => {
       // In the data directory: the copy is as large as the database, often too large for /tmp.
       const path = join(dataDir, `snapshot-${process.pid}-${randomUUID()}.db.tmp`);

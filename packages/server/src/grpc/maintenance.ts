@@ -80,6 +80,11 @@ export function maintenanceService(ctx: ServiceContext) {
       }
       return { header: ctx.header(ctx.backend.revision()), alarms: [] };
     },
+    Defragment: async () => {
+      await ctx.backend.defragment();
+      // etcd's Defragment answers without a header.
+      return {};
+    },
     Status: async () => {
       const status = await ctx.backend.store.status();
       return {
