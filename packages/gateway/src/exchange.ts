@@ -138,3 +138,28 @@ export function rewritePath(
   if (query && out.includes("?")) return `${out}&${query.slice(1)}`;
   return out + query;
 }
+
+/**
+ * Resolves "." and ".." segments (RFC 3986 §5.2.4), "%2e" counted as a dot, so "/api/../admin"
+ * is matched, and forwarded, as "/admin": an upstream that normalizes the path itself would
+ * otherwise be reached past the route that was meant to guard it.
+ */
+export function normalizePath(path: string): string {
+  if (!path.includes("/.") && !(path.includes("%") && /%2e/i.test(path))) return path;
+  const segments = path.split("/");
+  const out: string[] = [];
+  for (let i = 1; i < segments.length; i++) {
+    const seg = segments[i]!;
+    const plain = seg.includes("%") ? seg.replace(/%2e/gi, ".") : seg;
+    const last = i === segments.length - 1;
+    if (plain === ".") {
+      if (last) out.push("");
+    } else if (plain === "..") {
+      out.pop();
+      if (last) out.push("");
+    } else {
+      out.push(seg);
+    }
+  }
+  return `/${out.join("/")}`;
+}

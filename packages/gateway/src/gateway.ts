@@ -15,7 +15,7 @@ import { hashString, type PickContext, type RetryPolicy } from "@cairn/runtime";
 import pino, { type Logger } from "pino";
 import { Registry } from "prom-client";
 import type { Dispatcher } from "undici";
-import { applyHeaderOps, GatewayExchange, responseHeaders, rewritePath } from "./exchange.js";
+import { applyHeaderOps, GatewayExchange, normalizePath, responseHeaders, rewritePath } from "./exchange.js";
 import { DEFAULT_NAMESPACE } from "./keys.js";
 import type { GatewayPlugin, PluginInstance, Reply } from "./plugin.js";
 import { builtinPlugins } from "./plugins/index.js";
@@ -178,7 +178,7 @@ function classify(err: unknown): { status: number; code: string; message: string
 
 function splitUrl(url: string): [string, string] {
   const q = url.indexOf("?");
-  return q < 0 ? [url, ""] : [url.slice(0, q), url.slice(q)];
+  return q < 0 ? [normalizePath(url), ""] : [normalizePath(url.slice(0, q)), url.slice(q)];
 }
 
 function hostOf(header: string | undefined): string {

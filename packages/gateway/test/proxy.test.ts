@@ -4,7 +4,7 @@
 // and a graceful shutdown that drains.
 import assert from "node:assert/strict";
 import { createServer, get as httpGet, request as httpRequest, type IncomingMessage } from "node:http";
-import type { AddressInfo } from "node:net";
+import { type AddressInfo, connect } from "node:net";
 import { Readable } from "node:stream";
 import { after, before, describe, it } from "node:test";
 import type { Store } from "@cairn/core";
@@ -92,6 +92,32 @@ describe("proxy", () => {
     const other = await request(`${gw.url}/api/users/42`, { headers: { host: "other.example.com" } });
     assert.equal(other.statusCode, 404);
     assert.equal(((await other.body.json()) as { error: { code: string } }).error.code, "ENO_ROUTE");
+  });
+
+  it("dot segments are resolved before matching, so /api/../admin does not pass as /api", async () => {
+    const gw = await setup("dots");
+    await gw.admin.put(staticRoute("api", a.port, { match: { path: "/api" } }));
+    await synced(gw);
+    // Raw requests: clients (undici, fetch) would resolve the dots themselves.
+    const raw = (path: string) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const socket = connect(gw.port, "127.0.0.1", () => {
+          socket.write(`GET ${path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n`);
+        });
+        let text = "";
+        socket.setEncoding("utf8").on("data", (c: string) => {
+          text += c;
+        });
+        socket.once("end", () =>
+          resolve({ status: Number(text.slice(9, 12)), body: text.slice(text.indexOf("\r\n\r\n") + 4) }),
+        );
+        socket.once("error", reject);
+      });
+    assert.equal((await raw("/api/../admin")).status, 404);
+    assert.equal((await raw("/api/%2E%2e/admin")).status, 404);
+    const inside = await raw("/api/./users/%2e%2e/x?q=1");
+    assert.equal(inside.status, 200);
+    assert.match(inside.body, /"url":"\/api\/x\?q=1"/);
   });
 
   it("a POST sent with Expect: 100-continue (as curl does for large bodies) goes through", async () => {
