@@ -11,10 +11,13 @@ import { fileURLToPath } from "node:url";
 import { connectEtcd, type EtcdStore } from "@cairn/etcd";
 import { cairn } from "@cairn/fastify";
 import { type RunningServer, startServer } from "@cairn/server";
+import { credentials, Metadata } from "@grpc/grpc-js";
 import Fastify, { type FastifyInstance } from "fastify";
 import { pino } from "pino";
 import { request } from "undici";
+import { registerCairnResolver } from "../src/grpc/index.js";
 import { createHttpClient, type HttpClient } from "../src/index.js";
+import { GreeterClient } from "./greeter-service.js";
 
 let server: RunningServer;
 let dataDir: string;
@@ -35,10 +38,10 @@ after(async () => {
   rmSync(dataDir, { recursive: true, force: true });
 });
 
-function startUser(namespace: string, id: string): Promise<ChildProcess> {
+function startChild(script: string, namespace: string, id: string): Promise<ChildProcess> {
   const child = spawn(
     process.execPath,
-    [fileURLToPath(new URL("./user-child.js", import.meta.url)), server.grpcUrl, namespace, id],
+    [fileURLToPath(new URL(`./${script}.js`, import.meta.url)), server.grpcUrl, namespace, id],
     { stdio: ["ignore", "pipe", "inherit"] },
   );
   children.add(child);
@@ -50,9 +53,11 @@ function startUser(namespace: string, id: string): Promise<ChildProcess> {
       out += c;
       if (out.includes(`ready ${id}`)) resolve(child);
     });
-    child.once("exit", (code) => reject(new Error(`user ${id} exited with ${code} before it was ready`)));
+    child.once("exit", (code) => reject(new Error(`${script} ${id} exited with ${code} before it was ready`)));
   });
 }
+
+const startUser = (namespace: string, id: string) => startChild("user-child", namespace, id);
 
 async function orderService(namespace: string): Promise<{ app: FastifyInstance; url: string; client: HttpClient }> {
   const client = createHttpClient(store, { namespace, policies: { timeoutMs: 2_000 } });
@@ -161,6 +166,62 @@ describe("order → user end to end (cairn server, real processes)", () => {
     } finally {
       await order.app.close();
       user.kill("SIGKILL");
+    }
+  });
+
+  it("gRPC calls through cairn:/// (grpc-js retries on) all succeed while a greeter process is SIGKILLed and another joins", async () => {
+    const namespace = `e2e-grpc-${process.pid}`;
+    const unregister = registerCairnResolver(store, { scheme: "cairne2e", namespace, retry: { maxAttempts: 3 } });
+    const greeters = new Map<string, ChildProcess>();
+    for (const id of ["g1", "g2"]) greeters.set(id, await startChild("greeter-child", namespace, id));
+    const client = new GreeterClient("cairne2e:///greeter", credentials.createInsecure());
+    const call = () =>
+      new Promise<{ server: string }>((resolve, reject) =>
+        (client as unknown as Record<string, Function>).sayHello!(
+          { name: "x" },
+          new Metadata(),
+          { deadline: Date.now() + 5_000 },
+          (err: Error | null, reply: { server: string }) => (err ? reject(err) : resolve(reply)),
+        ),
+      );
+    try {
+      const seen = new Set<string>();
+      await waitFor("both greeters to answer", () => {
+        void call().then(
+          (r) => seen.add(r.server),
+          () => {},
+        );
+        return seen.size === 2;
+      });
+      let stop = false;
+      const failures: string[] = [];
+      const servedBy = new Map<string, number>();
+      const loop = async () => {
+        while (!stop) {
+          try {
+            const r = await call();
+            servedBy.set(r.server, (servedBy.get(r.server) ?? 0) + 1);
+          } catch (err) {
+            failures.push(String(err));
+          }
+        }
+      };
+      const loops = Array.from({ length: 4 }, loop);
+      await new Promise((r) => setTimeout(r, 300));
+      greeters.get("g1")!.kill("SIGKILL");
+      greeters.set("g3", await startChild("greeter-child", namespace, "g3"));
+      await waitFor("g3 to take calls", () => (servedBy.get("g3") ?? 0) > 0);
+      const g1Before = servedBy.get("g1") ?? 0;
+      await new Promise((r) => setTimeout(r, 500));
+      stop = true;
+      await Promise.all(loops);
+      assert.deepEqual(failures, [], `${failures.length} calls failed`);
+      assert.equal(servedBy.get("g1") ?? 0, g1Before, "nothing is served by the killed process");
+      assert.ok((servedBy.get("g2") ?? 0) > 0);
+    } finally {
+      client.close();
+      unregister();
+      for (const c of greeters.values()) c.kill("SIGKILL");
     }
   });
 });

@@ -22,6 +22,13 @@ export interface CairnResolverOptions {
    */
   readonly loadBalancing?: "round_robin" | "pick_first" | { readonly balancer: BalancerConfig };
   readonly discovery?: Omit<DiscoverOptions, "namespace" | "signal">;
+  /**
+   * grpc-js retries for every method of resolved services (its own retry support, configured
+   * through the service config): attempts in all (default 3, at most 5 as gRPC caps it) on
+   * the given codes (default UNAVAILABLE: the call did not reach a live server), with a retry
+   * throttle (gRPC's retry budget). false: none (default).
+   */
+  readonly retry?: { readonly maxAttempts?: number; readonly statusCodes?: readonly string[] } | false;
 }
 
 /** Instances spoken to over gRPC: what registerGrpcServer registers, and Go services found by naming. */
@@ -49,9 +56,28 @@ export function registerCairnResolver(store: Store, options: CairnResolverOption
     balancerFromConfig(lb.balancer);
     registerCairnBalancer();
   }
+  const retry = options.retry || undefined;
+  const attempts = retry?.maxAttempts ?? 3;
+  if (retry && (!Number.isInteger(attempts) || attempts < 2 || attempts > 5)) {
+    throw new InvalidArgumentError("retry.maxAttempts", `expected an integer from 2 to 5, got ${String(attempts)}`);
+  }
   const serviceConfig = {
     loadBalancingConfig: [typeof lb === "string" ? { [lb]: {} } : { [CAIRN_LB_POLICY]: { balancer: lb.balancer } }],
-    methodConfig: [],
+    methodConfig: retry
+      ? [
+          {
+            name: [{}],
+            retryPolicy: {
+              maxAttempts: attempts,
+              initialBackoff: "0.05s",
+              maxBackoff: "1s",
+              backoffMultiplier: 2,
+              retryableStatusCodes: [...(retry.statusCodes ?? ["UNAVAILABLE"])],
+            },
+          },
+        ]
+      : [],
+    ...(retry ? { retryThrottling: { maxTokens: 100, tokenRatio: 0.2 } } : {}),
   };
   let active = true;
 
