@@ -17,7 +17,7 @@ const users = createHttpClient(store, {
   balancer: () => outlierEjection(roundRobin()),
   policies: { timeoutMs: 2_000, retry: { maxAttempts: 3 }, breaker: { halfOpenAfterMs: 5_000 } },
 });
-registerCairnResolver(store, { namespace });
+registerCairnResolver(store, { namespace, retry: { maxAttempts: 3 } });
 const greeter = new GreeterClient("cairn:///greeter", credentials.createInsecure(), {
   interceptors: [contextInterceptor()],
 });
