@@ -166,9 +166,17 @@ const ejectionSchema = z.strictObject({
   maxEjectionPercent: z.number().min(0).max(100).default(10),
 });
 
+/** Header values go on the wire as they are: no CR, LF or NUL (they would split the message). */
+const headerValue = z
+  .string()
+  .max(8192)
+  .regex(/^[^\r\n\0]*$/, "a header value may not hold CR, LF or NUL");
+/** Paths go on the request line: no spaces, no control characters, no fragment. */
+const PATH_CHARS = /^[^\s\0-\x1f\x7f#]*$/;
+
 const headerOpsSchema = z.strictObject({
-  set: z.record(z.string().regex(HEADER_NAME, "expected an HTTP header name"), z.string().max(8192)).default({}),
-  add: z.record(z.string().regex(HEADER_NAME, "expected an HTTP header name"), z.string().max(8192)).default({}),
+  set: z.record(z.string().regex(HEADER_NAME, "expected an HTTP header name"), headerValue).default({}),
+  add: z.record(z.string().regex(HEADER_NAME, "expected an HTTP header name"), headerValue).default({}),
   remove: z.array(z.string().regex(HEADER_NAME, "expected an HTTP header name")).max(64).default([]),
 });
 
@@ -176,11 +184,16 @@ const rewriteSchema = z.strictObject({
   /** Drop the part of the path the route's prefix matched (prefix routes only). */
   stripPrefix: z.boolean().default(false),
   /** Put this in front of the (stripped) path. */
-  addPrefix: z.string().startsWith("/").max(2048).optional(),
+  addPrefix: z.string().startsWith("/").max(2048).regex(PATH_CHARS, "no spaces, control characters or #").optional(),
   /** Replace the whole path with a template; `:name` takes a path parameter. */
-  path: z.string().startsWith("/").max(2048).optional(),
+  path: z.string().startsWith("/").max(2048).regex(PATH_CHARS, "no spaces, control characters or #").optional(),
   /** A regex replacement over the path, `$1` style. */
-  regex: z.strictObject({ pattern: regexString, replacement: z.string().max(2048) }).optional(),
+  regex: z
+    .strictObject({
+      pattern: regexString,
+      replacement: z.string().max(2048).regex(PATH_CHARS, "no spaces, control characters or #"),
+    })
+    .optional(),
 });
 
 const pluginRefSchema = z.strictObject({

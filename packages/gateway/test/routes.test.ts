@@ -81,6 +81,18 @@ for (const [engine, open] of engines) {
       );
       await assert.rejects(
         admin.put(
+          staticRoute("wire", 8080, {
+            requestHeaders: { set: { "x-a": "one\r\nx-injected: 1" } },
+            rewrite: { addPrefix: "/a b" },
+          }),
+        ),
+        (err: unknown) =>
+          err instanceof RouteSchemaError &&
+          err.paths.includes("requestHeaders.set.x-a") &&
+          err.paths.includes("rewrite.addPrefix"),
+      );
+      await assert.rejects(
+        admin.put(
           staticRoute("plugins", 8080, {
             plugins: [{ name: "rate-limit", config: { scope: "local" } }, { name: "no-such-plugin" }],
           }),
