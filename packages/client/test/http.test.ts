@@ -100,6 +100,11 @@ function suite(engine: string, open: () => Promise<{ store: Store; close: () => 
         for (let i = 0; i < 10; i++)
           names.add((await client.request("users", { path: "/y" })).json<{ name: string }>().name);
         assert.equal(a.hits.length, before, "nothing goes to an instance that left");
+        const connections = () => new Promise<number>((r) => a.server.getConnections((_e, n) => r(n)));
+        // Well inside undici's 4 s keep-alive timeout: the connection closes because the pool does.
+        const deadline = Date.now() + 1_500;
+        while ((await connections()) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+        assert.equal(await connections(), 0, "the pool of an instance that left is closed");
         assert.deepEqual([...names].sort(), ["b", "c"]);
       } finally {
         await client.close();
