@@ -170,9 +170,19 @@ const ejectionSchema = z.strictObject({
 const headerValue = z
   .string()
   .max(8192)
-  .regex(/^[^\r\n\0]*$/, "a header value may not hold CR, LF or NUL");
+  .refine((v) => !v.includes("\r") && !v.includes("\n") && !v.includes("\u0000"), {
+    message: "a header value may not hold CR, LF or NUL",
+  });
+
 /** Paths go on the request line: no spaces, no control characters, no fragment. */
-const PATH_CHARS = /^[^\s\0-\x1f\x7f#]*$/;
+function pathChars(v: string): boolean {
+  for (let i = 0; i < v.length; i++) {
+    const c = v.charCodeAt(i);
+    if (c <= 0x20 || c === 0x7f || c === 0x23) return false;
+  }
+  return true;
+}
+const PATH_MESSAGE = { message: "no spaces, control characters or #" };
 
 const headerOpsSchema = z.strictObject({
   set: z.record(z.string().regex(HEADER_NAME, "expected an HTTP header name"), headerValue).default({}),
@@ -184,14 +194,14 @@ const rewriteSchema = z.strictObject({
   /** Drop the part of the path the route's prefix matched (prefix routes only). */
   stripPrefix: z.boolean().default(false),
   /** Put this in front of the (stripped) path. */
-  addPrefix: z.string().startsWith("/").max(2048).regex(PATH_CHARS, "no spaces, control characters or #").optional(),
+  addPrefix: z.string().startsWith("/").max(2048).refine(pathChars, PATH_MESSAGE).optional(),
   /** Replace the whole path with a template; `:name` takes a path parameter. */
-  path: z.string().startsWith("/").max(2048).regex(PATH_CHARS, "no spaces, control characters or #").optional(),
+  path: z.string().startsWith("/").max(2048).refine(pathChars, PATH_MESSAGE).optional(),
   /** A regex replacement over the path, `$1` style. */
   regex: z
     .strictObject({
       pattern: regexString,
-      replacement: z.string().max(2048).regex(PATH_CHARS, "no spaces, control characters or #"),
+      replacement: z.string().max(2048).refine(pathChars, PATH_MESSAGE),
     })
     .optional(),
 });
