@@ -4,13 +4,14 @@
 // ends open streams, lets calls in flight finish, then closes the store, so every write
 // acknowledged to a client is on disk.
 import { mkdirSync, readFileSync } from "node:fs";
-import { type AddressInfo, createServer as createNetServer, type Server as NetServer } from "node:net";
+import type { AddressInfo, Server as NetServer } from "node:net";
 import { DEFAULT_LIMITS, type StoreLimits } from "@cairn/core";
 import { type EmbeddedStore, openEmbedded } from "@cairn/embedded";
 import { type HealthChecker, startHealthChecker } from "@cairn/recipes";
 import { type Server as GrpcServer, ServerCredentials } from "@grpc/grpc-js";
 import type { FastifyInstance } from "fastify";
 import { type Logger, pino } from "pino";
+import { createClientPort } from "./client-port.js";
 import { AuthStore } from "./grpc/auth-store.js";
 import { embeddedBackend, headerFiller, type Identity, type OpenStream, type ServiceContext } from "./grpc/context.js";
 import { type CallObserver, createGrpcServer } from "./grpc/server.js";
@@ -144,10 +145,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     const created = createGrpcServer(ctx, { observe });
     grpc = created.server;
     const g = grpc;
-    // Our own listener hands connections to gRPC, for TCP_NODELAY: small answers leave at
-    // once rather than wait on Nagle's algorithm (Go's etcd gets it by default).
     const injector = g.createConnectionInjector(grpcCredentials(options.tls));
-    listener = createNetServer({ noDelay: true }, (socket) => injector.injectConnection(socket));
+    listener = createClientPort({
+      grpc: (connection) => injector.injectConnection(connection),
+      http: options.tls === undefined,
+      ready: () => ready,
+      version: identity.version,
+    });
     const l = listener;
     await new Promise<void>((resolve, reject) => {
       l.once("error", reject);

@@ -223,6 +223,16 @@ for (const target of TARGETS) {
       }
     });
 
+    it("the client port answers etcd's /health and /version over plain HTTP too", async () => {
+      const health = await fetch(`http://${conn.address}/health`);
+      assert.equal(health.status, 200);
+      assert.equal(((await health.json()) as { health: string }).health, "true");
+      const version = (await (await fetch(`http://${conn.address}/version`)).json()) as Record<string, string>;
+      assert.equal(version.etcdcluster, "3.4.0");
+      assert.match(version.etcdserver ?? "", /^3\.4\./);
+      assert.ok((await put("/proto/after-http", "ok")).header, "gRPC goes on on the same port");
+    });
+
     it("defragment answers (without a header, as etcd's) and the store serves on", async () => {
       const before = await put("/proto/defrag", "1");
       const res = await client.call("Maintenance", "Defragment", {});
