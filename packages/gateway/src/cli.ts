@@ -1,5 +1,7 @@
 // `cairn gateway --port N [--endpoints a,b] [--namespace ns] [--admin-port N] [--data-dir d]`:
 // parses its arguments, runs the gateway, and drains on SIGTERM/SIGINT.
+import { realpathSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { runGateway } from "./run.js";
 
@@ -89,7 +91,17 @@ export async function gatewayMain(argv: readonly string[]): Promise<number> {
   return 0;
 }
 
-const invoked = process.argv[1] !== undefined && import.meta.url === new URL(`file://${process.argv[1]}`).href;
+function invokedDirectly(): boolean {
+  const script = process.argv[1];
+  if (script === undefined) return false;
+  try {
+    return realpathSync(script) === fileURLToPath(import.meta.url);
+  } catch {
+    return false;
+  }
+}
+
+const invoked = invokedDirectly();
 if (invoked) {
   gatewayMain(process.argv.slice(2)).then(
     (code) => process.exit(code),
