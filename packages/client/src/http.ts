@@ -36,6 +36,7 @@ import {
   StaticPick,
   TimeoutError,
   type TraceContext,
+  zoneAware,
 } from "@cairn/runtime";
 import { type Dispatcher, Pool } from "undici";
 
@@ -60,6 +61,11 @@ export interface HttpClientOptions {
    * Default: outlier ejection over P2C peak-EWMA.
    */
   readonly balancer?: (service: string) => PickerBuilder;
+  /**
+   * This client's zone: the default balancer then prefers instances registered in it while
+   * the zone has enough healthy ones (zoneAware), spilling over to every zone when not.
+   */
+  readonly zone?: string;
   readonly policies?: HttpPolicyOptions;
   /** Passed to discover(): instance filter, protection threshold, timing. */
   readonly discovery?: Omit<DiscoverOptions, "namespace" | "signal">;
@@ -403,7 +409,10 @@ class DiscoveryHttpClient implements HttpClient {
   #open(service: string): Promise<ServiceClient> {
     let opening = this.#opening.get(service);
     if (!opening) {
-      const builder = this.#options.balancer?.(service) ?? outlierEjection(peakEwma());
+      const zone = this.#options.zone;
+      const builder =
+        this.#options.balancer?.(service) ??
+        outlierEjection(zone !== undefined ? zoneAware(peakEwma(), { zone }) : peakEwma());
       const sc = new ServiceClient(service, builder, this.#options);
       opening = discover(this.#store, service, {
         ...this.#options.discovery,

@@ -111,6 +111,39 @@ function suite(engine: string, open: () => Promise<{ store: Store; close: () => 
       }
     });
 
+    it("with a zone, prefers instances of its zone while the zone has healthy ones, then spills over", async () => {
+      const namespace = ns();
+      const near = await serve("near");
+      const far = await serve("far");
+      const rNear = await register(store, {
+        namespace,
+        service: "users",
+        id: "near",
+        address: "127.0.0.1",
+        port: near.port,
+        zone: "eu-1a",
+        ttl: 30,
+      });
+      await register(store, {
+        namespace,
+        service: "users",
+        id: "far",
+        address: "127.0.0.1",
+        port: far.port,
+        zone: "us-1a",
+        ttl: 30,
+      });
+      const client = createHttpClient(store, { namespace, zone: "eu-1a" });
+      try {
+        for (let i = 0; i < 10; i++) assert.equal((await client.request("users", { path: "/" })).endpoint.id, "near");
+        await rNear.close();
+        await waitFor("near to leave", () => client.endpoints("users").every((e) => e.id !== "near"));
+        assert.equal((await client.request("users", { path: "/" })).endpoint.id, "far");
+      } finally {
+        await client.close();
+      }
+    });
+
     it("retries a GET on another instance when one refuses connections, so no request fails", async () => {
       const namespace = ns();
       const live = await serve("live");
