@@ -112,6 +112,9 @@ describe("hot reload", () => {
     try {
       const svc = await request(`${gw.url}/svc`);
       assert.equal(((await svc.body.json()) as { name: string }).name, "b");
+      const warm = startLoad(`${gw.url}/static`, 4);
+      await sleep(500);
+      await warm.stop();
       const before = startLoad(`${gw.url}/static`, 4);
       await sleep(500);
       const r1 = await before.stop();
