@@ -7,6 +7,7 @@ import { ClosedError, InvalidArgumentError, isCairnError, type Store } from "@ca
 import { type DiscoveredInstance, type DiscoverOptions, discover, type ServiceView } from "@cairn/recipes";
 import {
   Balancer,
+  type BreakerState,
   type CircuitBreakerOptions,
   type CircuitBreakerPolicy,
   cancelled,
@@ -17,9 +18,11 @@ import {
   type Endpoint,
   endpoint,
   formatTraceparent,
+  type GiveUpReason,
   NEVER_ABORTED,
   newRequestId,
   type Outcome,
+  type OutlierEjectionBuilder,
   outlierEjection,
   type Pick,
   type PickerBuilder,
@@ -73,7 +76,41 @@ export interface HttpClientOptions {
   readonly pool?: Pool.Options;
   /** Headers sent with every request (a request's own headers win). */
   readonly headers?: Readonly<Record<string, string>>;
+  /** Told of every state change: endpoint list, retry, give-up, breaker transition, ejection. */
+  readonly onEvent?: (event: HttpClientEvent) => void;
 }
+
+export type HttpClientEvent =
+  | { readonly type: "endpoints"; readonly service: string; readonly endpoints: readonly string[] }
+  | {
+      readonly type: "retry";
+      readonly service: string;
+      readonly attempt: number;
+      readonly delayMs: number;
+      readonly error: unknown;
+    }
+  | {
+      readonly type: "give-up";
+      readonly service: string;
+      readonly attempts: number;
+      readonly reason: GiveUpReason;
+      readonly error: unknown;
+    }
+  | {
+      readonly type: "breaker";
+      readonly service: string;
+      readonly endpoint: string;
+      readonly from: BreakerState;
+      readonly to: BreakerState;
+    }
+  | {
+      readonly type: "eject";
+      readonly service: string;
+      readonly endpoint: string;
+      readonly ejections: number;
+      readonly durationMs: number;
+    }
+  | { readonly type: "readmit"; readonly service: string; readonly endpoint: string };
 
 export type HttpBody = string | Uint8Array | Record<string, unknown> | unknown[];
 
@@ -169,6 +206,7 @@ class ServiceClient {
   readonly timeoutMs: number;
   view: ServiceView | undefined;
   #unsubscribe: (() => void) | undefined;
+  readonly #emit: ((event: HttpClientEvent) => void) | undefined;
 
   constructor(
     readonly service: string,
@@ -177,27 +215,43 @@ class ServiceClient {
   ) {
     this.balancer = new Balancer(builder);
     this.#poolOptions = options.pool ?? {};
+    const emit = options.onEvent;
     const p = options.policies ?? {};
     this.timeoutMs = p.timeoutMs ?? 10_000;
     const breakerOptions = p.breaker;
     this.breakers =
       breakerOptions === false
         ? undefined
-        : policyRegistry((id) =>
-            circuitBreaker({
+        : policyRegistry((id) => {
+            const b = circuitBreaker({
               breaker: consecutiveBreaker(5),
               halfOpenAfterMs: 5_000,
               ...breakerOptions,
               name: `${service}/${id}`,
-            }),
-          );
+            });
+            if (emit) b.onStateChange(({ from, to }) => emit({ type: "breaker", service, endpoint: id, from, to }));
+            return b;
+          });
     if (p.retry === false) {
       this.#policies = [NO_RETRY, NO_RETRY];
     } else {
       const budget = p.retryBudget === false ? undefined : retryBudget(p.retryBudget || {});
       const r: RetryPolicy = retry({ maxAttempts: 3, ...p.retry, idempotent: false, ...(budget ? { budget } : {}) });
       this.#policies = [r, r.withIdempotent(true)];
+      if (emit) {
+        // One subscription serves both: the idempotent sibling shares the listeners.
+        r.onRetry(({ attempt, delayMs, error }) => emit({ type: "retry", service, attempt, delayMs, error }));
+        r.onGiveUp(({ attempts, reason, error }) => emit({ type: "give-up", service, attempts, reason, error }));
+      }
     }
+    const detector = builder as Partial<OutlierEjectionBuilder>;
+    if (emit && typeof detector.onEject === "function" && typeof detector.onReadmit === "function") {
+      detector.onEject(({ endpoint: e, ejections, durationMs }) =>
+        emit({ type: "eject", service, endpoint: e.id, ejections, durationMs }),
+      );
+      detector.onReadmit(({ endpoint: e }) => emit({ type: "readmit", service, endpoint: e.id }));
+    }
+    this.#emit = emit;
   }
 
   /** Whether a pick of `id` should be traded for another: it failed this request, or its breaker is open. */
@@ -234,6 +288,7 @@ class ServiceClient {
       );
     }
     this.balancer.update(endpoints);
+    this.#emit?.({ type: "endpoints", service: this.service, endpoints: endpoints.map((e) => e.id) });
     const present = new Map(endpoints.map((e) => [e.id, e]));
     for (const [id, entry] of this.pools) {
       const e = present.get(id);

@@ -9,9 +9,9 @@ import { isCairnError, type Store } from "@cairn/core";
 import { type EmbeddedStore, openEmbedded } from "@cairn/embedded";
 import { connectEtcd } from "@cairn/etcd";
 import { type Registration, register } from "@cairn/recipes";
-import { formatTraceparent, roundRobin, runWithContext } from "@cairn/runtime";
+import { formatTraceparent, outlierEjection, roundRobin, runWithContext } from "@cairn/runtime";
 import { startEtcdCluster } from "@cairn/testing";
-import { createHttpClient, type HttpClient } from "../src/index.js";
+import { createHttpClient, type HttpClient, type HttpClientEvent } from "../src/index.js";
 
 let store: Store;
 let counter = 0;
@@ -210,6 +210,42 @@ function suite(engine: string, open: () => Promise<{ store: Store; close: () => 
       try {
         for (let i = 0; i < 30; i++) assert.equal((await client.request("users", { path: "/" })).status, 200);
         assert.equal(bad.hits.length, 5, "the breaker let five failures through, then no more");
+      } finally {
+        await client.close();
+      }
+    });
+
+    it("tells of every state change: the endpoint list, retries, breaker transitions and ejections", async () => {
+      const namespace = ns();
+      const bad = await serve("bad", (_req, res) => {
+        res.statusCode = 502;
+        res.end();
+      });
+      const good = await serve("good");
+      await reg(namespace, "users", "bad", bad.port);
+      await reg(namespace, "users", "good", good.port);
+      const events: HttpClientEvent[] = [];
+      const client = createHttpClient(store, {
+        namespace,
+        onEvent: (e) => events.push(e),
+        // Round robin keeps sending the bad endpoint its share (P2C-EWMA shuns it after one failure).
+        balancer: () => outlierEjection(roundRobin()),
+        policies: { breaker: { halfOpenAfterMs: 60_000 }, retry: { backoff: { start: () => ({ next: () => 1 }) } } },
+      });
+      try {
+        for (let i = 0; i < 40; i++) assert.equal((await client.request("users", { path: "/" })).status, 200);
+        const first = events.find((e) => e.type === "endpoints");
+        assert.deepEqual(first && "endpoints" in first ? [...first.endpoints].sort() : [], ["bad", "good"]);
+        assert.ok(events.some((e) => e.type === "retry" && e.service === "users"));
+        assert.ok(
+          events.some((e) => e.type === "breaker" && e.endpoint === "bad" && e.from === "closed" && e.to === "open"),
+          "the bad endpoint's breaker opened",
+        );
+        assert.ok(
+          events.some((e) => e.type === "eject" && e.endpoint === "bad"),
+          "the bad endpoint was ejected",
+        );
+        assert.ok(!events.some((e) => "endpoint" in e && e.endpoint === "good" && e.type !== "breaker"));
       } finally {
         await client.close();
       }
