@@ -11,7 +11,15 @@ import { connect, namespace, port, ready } from "./env.js";
 import { GreeterClient, type HelloReply } from "./greeter-service.js";
 
 const store = connect();
+const accessLog = pino({ name: "access", level: process.env.LOG_LEVEL ?? "info" });
 const users = createHttpClient(store, {
+  // The tour's "watch it leave": endpoint lists, breakers and ejections as they change.
+  onEvent: (event) => {
+    if (event.type === "endpoints") accessLog.info({ service: event.service, endpoints: event.endpoints }, "endpoints");
+    else if (event.type === "breaker") accessLog.warn({ endpoint: event.endpoint, to: event.to }, "breaker");
+    else if (event.type === "eject" || event.type === "readmit")
+      accessLog.warn({ endpoint: event.endpoint }, event.type);
+  },
   namespace,
   // Round robin shows the spread in the tour; the default (P2C peak-EWMA) favours the fastest.
   balancer: () => outlierEjection(roundRobin()),
@@ -24,7 +32,6 @@ const greeter = new GreeterClient("cairn:///greeter", credentials.createInsecure
 
 // Fastify's own per-request lines stay below the level; the plugin writes the access log (with the request id).
 const app = Fastify({ logger: { level: "warn" } });
-const accessLog = pino({ name: "access", level: process.env.LOG_LEVEL ?? "info" });
 await app.register(cairn, { store, service: "order-service", namespace, healthTtl: 3, drainMs: 500, accessLog });
 
 app.get("/orders/:id", async (request, reply) => {
