@@ -539,6 +539,17 @@ for (const target of TARGETS) {
       stream.end();
     });
 
+    it("a watch stream the client half-closes keeps delivering until it is cancelled", async () => {
+      const { stream, inbox } = watchStream();
+      stream.write({ create_request: { key: b("/proto/half/k") } });
+      await inbox.next();
+      stream.end();
+      await put("/proto/half/k", "after end");
+      const event = await inbox.next();
+      assert.equal(event.events[0].kv.value.toString(), "after end");
+      stream.cancel();
+    });
+
     it("a progress request is answered for the whole stream with watch id -1 and the current revision", async () => {
       const { stream, inbox } = watchStream();
       stream.write({ create_request: { key: b("/proto/p/k") } });

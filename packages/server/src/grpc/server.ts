@@ -7,10 +7,12 @@ import {
   type handleUnaryCall,
   Server,
   type ServiceDefinition,
+  status as Status,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
 import { authorize, authService, credentialsOf } from "./auth.js";
+import type { Credentials } from "./auth-store.js";
 import type { ServiceContext } from "./context.js";
 import { ETCD_ERRORS, StatusError, toStatus } from "./errors.js";
 import { kvService } from "./kv.js";
@@ -36,10 +38,13 @@ type UnaryFn = (req: never) => Promise<object>;
 /** The standard gRPC health service, SERVING for every service ("") as etcd's, until shutdown. */
 export type Health = Pick<HealthImplementation, "setStatus">;
 
+/** Serves one unary call by its "Service.Method" name; rejects with a StatusError. */
+export type UnaryCall = (method: string, request: object, credentials: () => Credentials) => Promise<object>;
+
 export function createGrpcServer(
   ctx: ServiceContext,
   options: GrpcServerOptions = {},
-): { server: Server; health: Health } {
+): { server: Server; health: Health; call: UnaryCall } {
   const server = new Server({
     "grpc.max_receive_message_length": ctx.limits.maxRequestBytes + GRPC_OVERHEAD_BYTES,
     "grpc.max_send_message_length": -1,
@@ -65,38 +70,54 @@ export function createGrpcServer(
     return out as ServiceDefinition;
   };
 
+  /** Every unary method by its "Service.Method" name, for gRPC and the JSON gateway alike. */
+  const methods = new Map<string, UnaryFn>();
+
+  /** Serves one unary call: checks auth, runs the handler, times it; rejects with a status. */
+  const call: UnaryCall = (method, request, credentials) => {
+    const fn = methods.get(method);
+    const started = performance.now();
+    const done = (code: number) => {
+      const ms = performance.now() - started;
+      options.observe?.(method, code, ms);
+      // etcd warns of slow requests too ("apply request took too long"), at 100 ms; a
+      // busy shared machine makes that noise here, so a second.
+      if (ms > SLOW_REQUEST_MS) ctx.log.warn({ method, code, ms: Math.round(ms) }, "request took too long");
+    };
+    let pending: Promise<object>;
+    try {
+      if (!fn) throw new StatusError({ code: Status.UNIMPLEMENTED, details: `unknown method ${method}` });
+      // With auth off (the usual case) nothing is checked: no extra turn on the hot path.
+      pending = ctx.auth.enabled
+        ? authorize(ctx, method, request, credentials()).then(() => fn(request as never))
+        : fn(request as never);
+    } catch (err) {
+      pending = Promise.reject(err);
+    }
+    return pending.then(
+      (response) => {
+        done(0);
+        return response;
+      },
+      (err: unknown) => {
+        const status = toStatus(err, (e) => ctx.log.error({ err: e, method }, "request failed"));
+        done(status.code);
+        throw new StatusError(status);
+      },
+    );
+  };
+
   const unary = (service: string, name: string, fn: UnaryFn) => {
     const method = `${service}.${name}`;
-    const handler: handleUnaryCall<object, object> = (call, callback) => {
-      const started = performance.now();
-      const done = (code: number) => {
-        const ms = performance.now() - started;
-        options.observe?.(method, code, ms);
-        // etcd warns of slow requests too ("apply request took too long"), at 100 ms; a
-        // busy shared machine makes that noise here, so a second.
-        if (ms > SLOW_REQUEST_MS) ctx.log.warn({ method, code, ms: Math.round(ms) }, "request took too long");
-      };
-      let pending: Promise<object>;
-      try {
-        if (oversized.has(call.request)) throw new StatusError(ETCD_ERRORS.requestTooLarge);
-        const request = call.request;
-        // With auth off (the usual case) nothing is checked: no extra turn on the hot path.
-        pending = ctx.auth.enabled
-          ? authorize(ctx, method, request, credentialsOf(call, ctx.clientCertAuth)).then(() => fn(request as never))
-          : fn(request as never);
-      } catch (err) {
-        pending = Promise.reject(err);
+    methods.set(method, fn);
+    const handler: handleUnaryCall<object, object> = (c, callback) => {
+      if (oversized.has(c.request)) {
+        callback(ETCD_ERRORS.requestTooLarge);
+        return;
       }
-      pending.then(
-        (response) => {
-          done(0);
-          callback(null, response);
-        },
-        (err: unknown) => {
-          const status = toStatus(err, (e) => ctx.log.error({ err: e, method }, "request failed"));
-          done(status.code);
-          callback(status);
-        },
+      call(method, c.request, () => credentialsOf(c, ctx.clientCertAuth)).then(
+        (response) => callback(null, response),
+        (err: StatusError) => callback(err.status),
       );
     };
     return handler;
@@ -124,5 +145,5 @@ export function createGrpcServer(
   server.addService(sized(serviceDefinition(pkg, "Auth")), implement("Auth", authService(ctx)));
   const health = new HealthImplementation({ "": "SERVING" });
   health.addToServer(server);
-  return { server, health };
+  return { server, health, call };
 }

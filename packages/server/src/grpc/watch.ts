@@ -71,16 +71,9 @@ class WatchSession implements OpenStream {
     call.on("data", (req: PbWatchRequest) => {
       this.#chain = this.#chain.then(() => this.#serve(req)).catch((err) => this.#fail(err));
     });
-    // The client closed its side: etcd's recvLoop returns and the stream ends with OK.
-    call.on("end", () => {
-      this.#chain = this.#chain
-        .then(() => {
-          if (!this.#open) return;
-          this.#close();
-          call.end();
-        })
-        .catch((err) => this.#fail(err));
-    });
+    // A client that closes its side keeps its watches: etcd's recvLoop returns on EOF but
+    // the stream lives until the client cancels it (v3rpc/watch.go), as the JSON gateway,
+    // which half-closes after its one request, relies on.
     call.on("error", () => this.#close());
     call.on("cancelled", () => this.#close());
   }
