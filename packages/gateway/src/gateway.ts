@@ -21,7 +21,7 @@ import type { GatewayPlugin, PluginInstance, Reply } from "./plugin.js";
 import { builtinPlugins } from "./plugins/index.js";
 import { RouteSchemaError, zodIssues } from "./schema.js";
 import { type CompiledRoute, RouteTable, type TableStatus } from "./table.js";
-import { PoolSet, UpstreamRegistry } from "./upstream.js";
+import { PoolSet, type Upstream, UpstreamRegistry } from "./upstream.js";
 
 export interface GlobalPluginRef {
   readonly name: string;
@@ -174,6 +174,14 @@ function classify(err: unknown): { status: number; code: string; message: string
   if (code === "ETOO_LARGE") return { status: 413, code, message };
   if (TIMEOUT_CODES.has(code)) return { status: 504, code: "ETIMEOUT", message: `upstream timed out (${message})` };
   return { status: 502, code: "EUPSTREAM", message: `upstream failed: ${message}${code ? ` (${code})` : ""}` };
+}
+
+/** The sticky key for ring hash: the client's address or a header's value; nothing for other pickers. */
+function pickContext(up: Upstream, ex: GatewayExchange): PickContext | undefined {
+  if (up.spec.upstream.picker !== "ring_hash") return undefined;
+  if (up.hashOn === "ip") return { hash: hashString(ex.clientIp) };
+  const v = ex.req.headers[up.hashOn.slice(7).toLowerCase()];
+  return { key: (Array.isArray(v) ? v[0] : v) ?? ex.clientIp };
 }
 
 function splitUrl(url: string): [string, string] {
@@ -447,22 +455,14 @@ export class Gateway {
     res.once("close", onClose);
     let body: LazyBody | undefined;
     let attempt = 0;
-    const hashing = up.spec.upstream.picker === "ring_hash";
-    const ctx: PickContext | undefined = hashing && up.hashOn === "ip" ? { hash: hashString(ex.clientIp) } : undefined;
-    const hashHeader = hashing && up.hashOn.startsWith("header:") ? up.hashOn.slice(7).toLowerCase() : undefined;
     const timeoutMs = route.route.timeoutMs;
     /** Set once response headers went to the client: from then on nothing can be retried or replied. */
     let committed = false;
     const once = async (): Promise<void> => {
       if (clientGone) throw new CancelledError("request (the client went away)");
       attempt++;
-      let pickCtx = ctx;
-      if (hashHeader !== undefined) {
-        const v = req.headers[hashHeader];
-        pickCtx = { key: (Array.isArray(v) ? v[0] : v) ?? ex.clientIp };
-      }
       if (body?.started) throw new Error("the request body was partly sent already; it cannot be sent again");
-      const pick = up.balancer.pick(pickCtx);
+      const pick = up.balancer.pick(pickContext(up, ex));
       const e = pick.endpoint;
       // A fresh body per attempt that reads the request only once the upstream asks for it, so
       // an attempt refused before sending leaves the request's body untouched for the next one.
@@ -602,7 +602,7 @@ export class Gateway {
       }
       const up = route.upstream;
       if (up.balancer.snapshot.length === 0) await Promise.race([up.ready, new Promise((r) => setTimeout(r, 2_000))]);
-      const pick = up.balancer.pick(up.hashOn === "ip" ? { hash: hashString(ex.clientIp) } : undefined);
+      const pick = up.balancer.pick(pickContext(up, ex));
       const t0 = performance.now();
       ex.upstream = pick.endpoint.id;
       const headers = { ...ex.upstreamHeaders };
