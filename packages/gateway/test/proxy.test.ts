@@ -350,6 +350,7 @@ describe("proxy", () => {
     const server = createServer();
     const wss = new WebSocketServer({ server });
     wss.on("connection", (socket, req) => {
+      socket.send("welcome");
       socket.on("message", (data) =>
         socket.send(`echo:${data.toString()}:${req.headers["x-forwarded-for"]}:${req.url}`),
       );
@@ -379,10 +380,12 @@ describe("proxy", () => {
     const gw = await startGateway(store, { namespace });
     try {
       const ws = new WebSocket(`ws://127.0.0.1:${gw.port}/ws/room1`);
+      const welcome = new Promise<string>((resolve) => ws.once("message", (d) => resolve(d.toString())));
       await new Promise<void>((resolve, reject) => {
         ws.once("open", () => resolve());
         ws.once("error", reject);
       });
+      assert.equal(await welcome, "welcome", "a message the upstream sends first arrives");
       const reply = new Promise<string>((resolve) => ws.once("message", (d) => resolve(d.toString())));
       ws.send("hello");
       assert.equal(await reply, "echo:hello:127.0.0.1:/socket/room1");
