@@ -60,6 +60,9 @@ export class RouteVersionConflictError extends InvalidArgumentError {
   }
 }
 
+/** A route to delete went away while the deletion was being written (someone deleted it first). */
+class RouteGone extends Error {}
+
 /** etcd takes at most 128 operations per txn; each route needs its value and its history entry. */
 export const MAX_ROUTES_PER_TXN = 64;
 const MAX_CAS_ATTEMPTS = 8;
@@ -192,8 +195,13 @@ export class RouteAdmin {
   async delete(id: string, options: WriteOptions = {}): Promise<boolean> {
     segment(id, "id");
     if (!(await this.#store.get(routeKey(this.namespace, id)))) return false;
-    await this.#write([{ id, op: "delete" }], options);
-    return true;
+    try {
+      await this.#write([{ id, op: "delete" }], options);
+      return true;
+    } catch (err) {
+      if (err instanceof RouteGone) return false;
+      throw err;
+    }
   }
 
   /** Every version of a route, oldest first. */
@@ -250,6 +258,8 @@ export class RouteAdmin {
         if (change.source !== undefined) entry.source = change.source;
         success.push({ type: "put", key: historyKey, value: JSON.stringify(entry) });
         const key = routeKey(this.namespace, change.id);
+        // A deletion records history only for a route that is there to delete.
+        if (!change.route) compare.push({ key, target: "version", result: ">", value: 0 });
         success.push(
           change.route ? { type: "put", key, value: JSON.stringify(change.route) } : { type: "delete", key },
         );
@@ -263,6 +273,9 @@ export class RouteAdmin {
             version: latest[changes.indexOf(c)]! + 1,
             revision: res.header.revision,
           }));
+      }
+      for (const change of changes) {
+        if (!change.route && !(await this.#store.get(routeKey(this.namespace, change.id)))) throw new RouteGone();
       }
       if (attempt + 1 >= MAX_CAS_ATTEMPTS) {
         throw new InvalidArgumentError("routes", "another writer kept changing these routes; try again");

@@ -139,6 +139,21 @@ for (const [engine, open] of engines) {
       assert.equal((await admin.list()).length, 3 + 64);
     });
 
+    it("writers racing on one route each get their own version; of two racing deletions one wins", async () => {
+      const store = open();
+      const namespace = freshNamespace("race");
+      const admins = [0, 1, 2, 3].map((i) => new RouteAdmin(store, { namespace, author: `w${i}` }));
+      const written = await Promise.all(admins.map((admin, i) => admin.put(staticRoute("r", 8000 + i))));
+      assert.deepEqual(written.map((r) => r.version).sort(), [1, 2, 3, 4]);
+      const deleted = await Promise.all(admins.slice(0, 2).map((admin) => admin.delete("r")));
+      assert.deepEqual(deleted.sort(), [false, true]);
+      const history = await admins[0]!.history("r");
+      assert.deepEqual(
+        history.map((h) => h.op),
+        ["put", "put", "put", "put", "delete"],
+      );
+    });
+
     it("every version is kept; a rollback restores an older route as a new version", async () => {
       const store = open();
       const namespace = freshNamespace("history");
