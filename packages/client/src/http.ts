@@ -207,6 +207,8 @@ class ServiceClient {
   view: ServiceView | undefined;
   #unsubscribe: (() => void) | undefined;
   readonly #emit: ((event: HttpClientEvent) => void) | undefined;
+  /** Ids in the current snapshot: only their pools are kept. */
+  #present = new Set<string>();
 
   constructor(
     readonly service: string,
@@ -290,6 +292,7 @@ class ServiceClient {
     this.balancer.update(endpoints);
     this.#emit?.({ type: "endpoints", service: this.service, endpoints: endpoints.map((e) => e.id) });
     const present = new Map(endpoints.map((e) => [e.id, e]));
+    this.#present = new Set(present.keys());
     for (const [id, entry] of this.pools) {
       const e = present.get(id);
       if (!e || originOf(e) !== entry.origin) {
@@ -306,7 +309,14 @@ class ServiceClient {
     if (!entry) {
       const origin = originOf(e);
       entry = { origin, pool: new Pool(origin, this.#poolOptions) };
-      this.pools.set(e.id, entry);
+      if (this.#present.has(e.id)) {
+        this.pools.set(e.id, entry);
+      } else {
+        // Picked from a picker built just before the endpoint left: serve this one request,
+        // then close, so a pool is never kept for an endpoint no longer listed.
+        const pool = entry.pool;
+        queueMicrotask(() => void pool.close().catch(() => {}));
+      }
     }
     return entry.pool;
   }
