@@ -6,7 +6,7 @@ import { parseArgs } from "node:util";
 import { runGateway } from "./run.js";
 
 export const USAGE =
-  "usage: cairn gateway --port N [--endpoints URL,...] [--namespace NS] [--admin-port N] [--data-dir DIR] [--drain-ms MS]";
+  "usage: cairn gateway --port N [--endpoints HOST:PORT,...] [--namespace NS] [--admin-port N] [--data-dir DIR] [--drain-ms MS]";
 
 export interface GatewayArgs {
   readonly port: number;
@@ -22,6 +22,20 @@ function port(value: string | undefined, flag: string): number | undefined {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0 || n > 65_535) throw new Error(`${flag}: expected a port number, got ${value}`);
   return n;
+}
+
+/** "127.0.0.1:2379" means http://127.0.0.1:2379, as for the rest of the cairn command. */
+function withScheme(endpoint: string): string {
+  return /^[a-z]+:\/\//.test(endpoint) ? endpoint : `http://${endpoint}`;
+}
+
+/** Without --endpoints or --data-dir: $CAIRN_ENDPOINTS, else a local etcd or cairn server. */
+function defaultEndpoints(): string[] {
+  const env = process.env.CAIRN_ENDPOINTS ?? "127.0.0.1:2379";
+  return env
+    .split(",")
+    .filter((e) => e.length > 0)
+    .map(withScheme);
 }
 
 /** Parses the command line (without the leading "gateway"); throws with a message naming the flag. */
@@ -41,7 +55,10 @@ export function parseGatewayArgs(argv: readonly string[]): GatewayArgs {
   });
   const p = port(values.port, "--port");
   if (p === undefined) throw new Error("--port is required");
-  const endpoints = values.endpoints?.flatMap((e) => e.split(",")).filter((e) => e.length > 0);
+  const endpoints = values.endpoints
+    ?.flatMap((e) => e.split(","))
+    .filter((e) => e.length > 0)
+    .map(withScheme);
   const drain = values["drain-ms"] === undefined ? undefined : Number(values["drain-ms"]);
   if (drain !== undefined && !(Number.isFinite(drain) && drain >= 0))
     throw new Error("--drain-ms: expected milliseconds");
@@ -65,17 +82,23 @@ export async function gatewayMain(argv: readonly string[]): Promise<number> {
     process.stderr.write(`${(err as Error).message}\n${USAGE}\n`);
     return 2;
   }
-  const running = await runGateway({
-    port: args.port,
-    ...(args.endpoints
-      ? { endpoints: args.endpoints }
-      : args.dataDir
-        ? { dataDir: args.dataDir }
-        : { endpoints: ["http://127.0.0.1:2379"] }),
-    ...(args.namespace !== undefined ? { namespace: args.namespace } : {}),
-    ...(args.adminPort !== undefined ? { adminPort: args.adminPort } : {}),
-    ...(args.drainMs !== undefined ? { drainMs: args.drainMs } : {}),
-  });
+  let running: Awaited<ReturnType<typeof runGateway>>;
+  try {
+    running = await runGateway({
+      port: args.port,
+      ...(args.endpoints
+        ? { endpoints: args.endpoints }
+        : args.dataDir
+          ? { dataDir: args.dataDir }
+          : { endpoints: defaultEndpoints() }),
+      ...(args.namespace !== undefined ? { namespace: args.namespace } : {}),
+      ...(args.adminPort !== undefined ? { adminPort: args.adminPort } : {}),
+      ...(args.drainMs !== undefined ? { drainMs: args.drainMs } : {}),
+    });
+  } catch (err) {
+    process.stderr.write(`cairn gateway: ${(err as Error).message}\n`);
+    return 1;
+  }
   process.stdout.write(
     `cairn gateway listening on :${running.port}${running.adminPort !== undefined ? ` (admin :${running.adminPort})` : ""}\n`,
   );

@@ -33,7 +33,7 @@ after(async () => {
 
 describe("cairn gateway (process)", () => {
   it("parses its flags, and names the one at fault", () => {
-    assert.deepEqual(parseGatewayArgs(["--port", "8080", "--endpoints", "http://a:2379,http://b:2379", "-n", "prod"]), {
+    assert.deepEqual(parseGatewayArgs(["--port", "8080", "--endpoints", "http://a:2379,b:2379", "-n", "prod"]), {
       port: 8080,
       endpoints: ["http://a:2379", "http://b:2379"],
       namespace: "prod",
