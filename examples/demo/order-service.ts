@@ -2,7 +2,7 @@
 // (retries for idempotent calls, a breaker per instance) and greeter over gRPC (cairn:///greeter).
 import { createHttpClient } from "@cairn/client";
 import { contextInterceptor, registerCairnResolver } from "@cairn/client/grpc";
-import { cairn } from "@cairn/fastify";
+import { cairn, genReqId } from "@cairn/fastify";
 import { outlierEjection, roundRobin } from "@cairn/runtime";
 import { credentials, Metadata } from "@grpc/grpc-js";
 import Fastify from "fastify";
@@ -31,7 +31,7 @@ const greeter = new GreeterClient("cairn:///greeter", credentials.createInsecure
 });
 
 // Fastify's own per-request lines stay below the level; the plugin writes the access log (with the request id).
-const app = Fastify({ logger: { level: "warn" } });
+const app = Fastify({ logger: { level: "warn" }, genReqId });
 await app.register(cairn, { store, service: "order-service", namespace, healthTtl: 3, drainMs: 500, accessLog });
 
 app.get("/orders/:id", async (request, reply) => {

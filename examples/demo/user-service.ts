@@ -1,6 +1,6 @@
 // user-service: Fastify with the Cairn plugin. Registers itself when it listens, drains on
 // SIGTERM, and greets with a config value that changes live.
-import { cairn } from "@cairn/fastify";
+import { cairn, genReqId } from "@cairn/fastify";
 import Fastify from "fastify";
 import { pino } from "pino";
 import { z } from "zod";
@@ -13,7 +13,7 @@ declare module "@cairn/fastify" {
 
 const store = connect();
 // Fastify's own per-request lines stay below the level; the plugin writes the access log (with the request id).
-const app = Fastify({ logger: { level: "warn" } });
+const app = Fastify({ logger: { level: "warn" }, genReqId });
 const accessLog = pino({ name: "access", level: process.env.LOG_LEVEL ?? "info" });
 await app.register(cairn, {
   store,

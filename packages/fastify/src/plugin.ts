@@ -7,7 +7,7 @@ import type { AddressInfo } from "node:net";
 import { networkInterfaces } from "node:os";
 import { InvalidArgumentError, isCairnError, type Store } from "@cairn/core";
 import { configCenter, type RegisterOptions, type Registration, register } from "@cairn/recipes";
-import { contextFromHeaders, type RequestContext, runWithContext } from "@cairn/runtime";
+import { acceptRequestId, contextFromHeaders, newRequestId, type RequestContext, runWithContext } from "@cairn/runtime";
 import type { FastifyPluginAsync, FastifyReply } from "fastify";
 import fp from "fastify-plugin";
 import type { Logger } from "pino";
@@ -95,6 +95,17 @@ declare module "fastify" {
   }
 }
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * Fastify's `genReqId` option giving request.id the X-Request-ID received (or a new UUID), so
+ * Fastify's own log lines carry the same id as the plugin's: `Fastify({ genReqId })`.
+ */
+export function genReqId(request: { headers: Record<string, string | string[] | undefined> }): string {
+  const header = request.headers["x-request-id"];
+  return acceptRequestId(Array.isArray(header) ? header[0] : header) ?? newRequestId();
+}
+
 function externalAddress(): string {
   for (const list of Object.values(networkInterfaces())) {
     for (const a of list ?? []) if (a.family === "IPv4" && !a.internal) return a.address;
@@ -144,7 +155,15 @@ const plugin: FastifyPluginAsync<CairnPluginOptions> = async (fastify, options) 
   fastify.decorateRequest("user", null);
   fastify.decorateRequest("cairnContext", null);
   fastify.addHook("onRequest", (request, reply, done) => {
-    const ctx = contextFromHeaders(request.headers);
+    let ctx = contextFromHeaders(request.headers);
+    // With `genReqId` from this package, Fastify's own request.id (in its logs) is the same id.
+    if (
+      request.id !== ctx.requestId &&
+      acceptRequestId(request.headers["x-request-id"]) === undefined &&
+      UUID.test(String(request.id))
+    ) {
+      ctx = { ...ctx, requestId: String(request.id) };
+    }
     request.requestId = ctx.requestId;
     request.cairnContext = ctx;
     reply.header("x-request-id", ctx.requestId);

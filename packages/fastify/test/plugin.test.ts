@@ -13,7 +13,7 @@ import { exportJWK, exportSPKI, generateKeyPair, SignJWT } from "jose";
 import { pino } from "pino";
 import { z } from "zod";
 import { makeVerifier } from "../src/auth.js";
-import { type CairnPluginOptions, cairn } from "../src/index.js";
+import { type CairnPluginOptions, cairn, genReqId } from "../src/index.js";
 
 let store: EmbeddedStore;
 let counter = 0;
@@ -124,6 +124,23 @@ describe("request id and access log", () => {
           ["req-abc-123", "/users/:id", 200],
         ],
       );
+    } finally {
+      await f.close();
+    }
+  });
+});
+
+describe("genReqId", () => {
+  it("with genReqId, Fastify's request.id and the plugin's request id are one id", async () => {
+    const f = Fastify({ genReqId });
+    await f.register(cairn, { store, handleSignals: false });
+    f.get("/id", async (req) => ({ fastify: req.id, cairn: req.requestId }));
+    try {
+      const made = (await f.inject({ url: "/id" })).json();
+      assert.match(made.cairn, /^[0-9a-f-]{36}$/);
+      assert.equal(made.fastify, made.cairn);
+      const given = (await f.inject({ url: "/id", headers: { "x-request-id": "abc-1" } })).json();
+      assert.deepEqual(given, { fastify: "abc-1", cairn: "abc-1" });
     } finally {
       await f.close();
     }
