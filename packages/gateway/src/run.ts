@@ -30,7 +30,11 @@ export interface RunningGateway {
   close(): Promise<void>;
 }
 
-/** Serves the gateway's admin endpoints: Prometheus metrics, liveness, and the table's status. */
+/**
+ * Serves the gateway's admin endpoints: /metrics (Prometheus), /healthz, /status (the table's
+ * revision and health), /routes (what is loaded, with each route's current endpoints). Plugin
+ * configs are left out of /routes: they may hold secrets.
+ */
 export function adminHandler(gateway: Gateway): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
     const path = (req.url ?? "/").split("?")[0];
@@ -45,6 +49,22 @@ export function adminHandler(gateway: Gateway): (req: IncomingMessage, res: Serv
           res.end(err.message);
         },
       );
+      return;
+    }
+    if (path === "/routes") {
+      const routes = gateway.table.routes().map((r) => ({
+        id: r.id,
+        revision: r.revision,
+        enabled: r.route.enabled,
+        priority: r.route.priority,
+        match: r.route.match,
+        upstream: r.route.upstream,
+        plugins: r.route.plugins.filter((p) => p.enabled).map((p) => p.name),
+        inflight: r.inflight,
+        endpoints: r.upstream.balancer.snapshot.map((e) => `${e.address}:${e.port}`),
+      }));
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ revision: gateway.status().revision, stale: gateway.status().stale, routes }));
       return;
     }
     if (path === "/healthz" || path === "/status") {

@@ -135,6 +135,11 @@ export class RouteTable {
     return this.#loaded.get(id)?.compiled;
   }
 
+  /** Every loaded route (in id order): what the admin port's /routes shows. */
+  routes(): CompiledRoute[] {
+    return [...this.#loaded.values()].map((l) => l.compiled).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
   /** Called after each applied batch with the revision it brought the table to. */
   onChange(listener: (revision: number) => void): () => void {
     this.#listeners.add(listener);

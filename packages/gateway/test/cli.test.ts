@@ -60,6 +60,13 @@ describe("cairn gateway (process)", () => {
       await res.body.dump();
       const health = await request(`http://127.0.0.1:${running.adminPort}/healthz`);
       assert.deepEqual(await health.body.json(), { ok: true, stale: false });
+      const routes = (await (await request(`http://127.0.0.1:${running.adminPort}/routes`)).body.json()) as {
+        routes: { id: string; endpoints: string[] }[];
+      };
+      assert.deepEqual(
+        routes.routes.map((r) => [r.id, r.endpoints]),
+        [["r", [`127.0.0.1:${up.port}`]]],
+      );
       await running.close();
     } finally {
       rmSync(dataDir, { recursive: true, force: true });
