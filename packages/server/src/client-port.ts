@@ -1,5 +1,5 @@
-// The client port, as etcd's: gRPC (HTTP/2), and for plain HTTP/1.1 requests etcd's
-// /health and /version, so probes written for etcd (`curl http://host:2379/health`) work.
+// The client port, as etcd's: gRPC (HTTP/2), and for plain HTTP/1.1 requests etcd's JSON
+// gateway (/v3/…), /health and /version, so tools and probes written for etcd work.
 // A connection is told apart by its first bytes: HTTP/2 opens with "PRI * HTTP/2.0".
 // With TLS the port serves gRPC only (telling the two apart would need ALPN).
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from "node:http";
@@ -14,6 +14,8 @@ export interface ClientPortOptions {
   readonly ready: () => boolean;
   /** The version /version reports as etcdserver. */
   readonly version: string;
+  /** Answers etcd's JSON gateway paths (/v3/…); false for any other path. */
+  readonly gateway?: (req: IncomingMessage, res: ServerResponse) => boolean;
 }
 
 const HTTP2_PREFACE_START = "PRI";
@@ -66,6 +68,7 @@ function sniff(socket: Socket, decide: (http2: boolean) => void): void {
 }
 
 function answer(req: IncomingMessage, res: ServerResponse, options: ClientPortOptions): void {
+  if (options.gateway?.(req, res)) return;
   const path = (req.url ?? "/").split("?")[0];
   const send = (status: number, body: object) => {
     res.writeHead(status, { "content-type": "application/json" });
@@ -85,6 +88,6 @@ function answer(req: IncomingMessage, res: ServerResponse, options: ClientPortOp
       send(200, { etcdserver: options.version, etcdcluster: "3.4.0" });
       return;
     default:
-      send(404, { message: `no route for ${path}: this port serves etcd's gRPC API, /health and /version` });
+      send(404, { message: `no route for ${path}: this port serves etcd's gRPC API, /v3/…, /health and /version` });
   }
 }

@@ -14,6 +14,7 @@ import { type Logger, pino } from "pino";
 import { createClientPort } from "./client-port.js";
 import { AuthStore } from "./grpc/auth-store.js";
 import { embeddedBackend, headerFiller, type Identity, type OpenStream, type ServiceContext } from "./grpc/context.js";
+import { createGateway } from "./grpc/gateway.js";
 import { type CallObserver, createGrpcServer } from "./grpc/server.js";
 import { loadIdentity } from "./identity.js";
 import { createRestApi } from "./rest/app.js";
@@ -148,6 +149,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     const injector = g.createConnectionInjector(grpcCredentials(options.tls));
     listener = createClientPort({
       grpc: (connection) => injector.injectConnection(connection),
+      gateway: createGateway(ctx, created.call),
       http: options.tls === undefined,
       ready: () => ready,
       version: identity.version,
