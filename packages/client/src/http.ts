@@ -3,7 +3,7 @@
 // leaves), retries with a budget around per-attempt timeouts, a circuit breaker per endpoint,
 // outcomes fed back to the picker for outlier ejection, and the request id and W3C trace
 // context passed on to the next hop.
-import { ClosedError, InvalidArgumentError, isCairnError, type Store } from "@cairn/core";
+import { ClosedError, InvalidArgumentError, isCairnError, type Store, TooLargeError } from "@cairn/core";
 import { type DiscoveredInstance, type DiscoverOptions, discover, type ServiceView } from "@cairn/recipes";
 import {
   Balancer,
@@ -76,6 +76,11 @@ export interface HttpClientOptions {
   readonly pool?: Pool.Options;
   /** Headers sent with every request (a request's own headers win). */
   readonly headers?: Readonly<Record<string, string>>;
+  /**
+   * Largest response body read into memory (default 64 MiB); a larger one fails the request
+   * with ETOO_LARGE and is not retried.
+   */
+  readonly maxResponseBytes?: number;
   /** Told of every state change: endpoint list, retry, give-up, breaker transition, ejection. */
   readonly onEvent?: (event: HttpClientEvent) => void;
 }
@@ -204,6 +209,7 @@ class ServiceClient {
    * request's throughput).
    */
   readonly timeoutMs: number;
+  readonly maxResponseBytes: number;
   view: ServiceView | undefined;
   #unsubscribe: (() => void) | undefined;
   readonly #emit: ((event: HttpClientEvent) => void) | undefined;
@@ -220,6 +226,7 @@ class ServiceClient {
     const emit = options.onEvent;
     const p = options.policies ?? {};
     this.timeoutMs = p.timeoutMs ?? 10_000;
+    this.maxResponseBytes = options.maxResponseBytes ?? 64 * 1024 * 1024;
     const breakerOptions = p.breaker;
     this.breakers =
       breakerOptions === false
@@ -238,7 +245,13 @@ class ServiceClient {
       this.#policies = [NO_RETRY, NO_RETRY];
     } else {
       const budget = p.retryBudget === false ? undefined : retryBudget(p.retryBudget || {});
-      const r: RetryPolicy = retry({ maxAttempts: 3, ...p.retry, idempotent: false, ...(budget ? { budget } : {}) });
+      const r: RetryPolicy = retry({
+        maxAttempts: 3,
+        retryOn: worthRetrying,
+        ...p.retry,
+        idempotent: false,
+        ...(budget ? { budget } : {}),
+      });
       this.#policies = [r, r.withIdempotent(true)];
       if (emit) {
         // One subscription serves both: the idempotent sibling shares the listeners.
@@ -330,6 +343,10 @@ class ServiceClient {
   }
 }
 
+/** Bad input, the caller's cancellation and an oversized answer would fail the same way again. */
+const worthRetrying = (error: unknown) =>
+  !isCairnError(error, "EINVALID") && !isCairnError(error, "ECANCELLED") && !isCairnError(error, "ETOO_LARGE");
+
 /** Runs fn once: the retry policy's place when retries are off. */
 const NO_RETRY: Policy = {
   execute: async <T>(fn: (signal: AbortSignal) => Promise<T> | T, signal?: AbortSignal): Promise<T> =>
@@ -350,6 +367,7 @@ function exchange(
   pool: Pool,
   options: { path: string; method: string; headers: Record<string, string>; body: string | Uint8Array | undefined },
   timeoutMs: number,
+  maxBytes: number,
   signal: AbortSignal,
 ): Promise<Exchanged> {
   return new Promise<Exchanged>((resolve, reject) => {
@@ -363,6 +381,7 @@ function exchange(
     let status = 0;
     let headers: Record<string, string | string[] | undefined> = {};
     const chunks: Buffer[] = [];
+    let size = 0;
     const settle = (err: Error | undefined, value?: Exchanged) => {
       if (settled) return;
       settled = true;
@@ -397,7 +416,9 @@ function exchange(
             headers = responseHeaders;
           },
           onResponseData(_c, chunk) {
-            chunks.push(chunk);
+            size += chunk.length;
+            if (size > maxBytes) abort(new TooLargeError("the response body", size, maxBytes));
+            else chunks.push(chunk);
           },
           onResponseEnd() {
             settle(undefined, { status, headers, body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks) });
@@ -551,11 +572,13 @@ class DiscoveryHttpClient implements HttpClient {
       const e = pick.endpoint;
       const started = performance.now();
       const send = (s: AbortSignal) =>
-        exchange(sc.pool(e), { path: request.path, method, headers, body }, sc.timeoutMs, s).then((res) => {
-          const response = new Response(res.status, res.headers, res.body, e, attempts);
-          if (res.status >= 500 && !PERMANENT_5XX.has(res.status)) throw new ServerErrorStatus(response);
-          return response;
-        });
+        exchange(sc.pool(e), { path: request.path, method, headers, body }, sc.timeoutMs, sc.maxResponseBytes, s).then(
+          (res) => {
+            const response = new Response(res.status, res.headers, res.body, e, attempts);
+            if (res.status >= 500 && !PERMANENT_5XX.has(res.status)) throw new ServerErrorStatus(response);
+            return response;
+          },
+        );
       try {
         const breaker = sc.breakers?.get(e.id);
         const response = breaker ? await breaker.execute(send, signal) : await send(signal);
@@ -599,7 +622,9 @@ function classify(err: unknown, signal: AbortSignal, callerSignal: AbortSignal |
   if (err instanceof TimeoutError) return "server-error";
   if (signal.aborted) return "local-error";
   const code = (err as { code?: unknown } | undefined)?.code;
-  if (code === "ECIRCUIT_OPEN" || code === "EINVALID" || code === "UND_ERR_INVALID_ARG") return "local-error";
+  if (code === "ECIRCUIT_OPEN" || code === "EINVALID" || code === "ETOO_LARGE" || code === "UND_ERR_INVALID_ARG") {
+    return "local-error";
+  }
   return "connect-failure";
 }
 
@@ -615,6 +640,10 @@ export function createHttpClient(store: Store, options: HttpClientOptions = {}):
       "policies.timeoutMs",
       `expected a positive number of milliseconds, got ${String(t)}`,
     );
+  }
+  const max = options.maxResponseBytes;
+  if (max !== undefined && (!Number.isInteger(max) || max < 1)) {
+    throw new InvalidArgumentError("maxResponseBytes", `expected a positive integer, got ${String(max)}`);
   }
   if (options.balancer !== undefined && typeof options.balancer !== "function") {
     throw new InvalidArgumentError("balancer", "expected a function from a service name to a PickerBuilder");

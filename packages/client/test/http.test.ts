@@ -267,6 +267,22 @@ function suite(engine: string, open: () => Promise<{ store: Store; close: () => 
       }
     });
 
+    it("refuses a response body over maxResponseBytes with ETOO_LARGE and does not retry it", async () => {
+      const namespace = ns();
+      const big = await serve("big", (_req, res) => {
+        res.end(Buffer.alloc(2 * 1024 * 1024, 120));
+      });
+      await reg(namespace, "users", "big", big.port);
+      const client = createHttpClient(store, { namespace, maxResponseBytes: 1024 * 1024 });
+      try {
+        await assert.rejects(client.request("users", { path: "/" }), (e) => isCairnError(e, "ETOO_LARGE"));
+        assert.equal(big.hits.length, 1);
+        assert.throws(() => createHttpClient(store, { maxResponseBytes: 0 }), /maxResponseBytes/);
+      } finally {
+        await client.close();
+      }
+    });
+
     it("a caller's abort cancels the request in flight with ECANCELLED, and it is not retried", async () => {
       const namespace = ns();
       const hung = await serve("hung", () => {});
