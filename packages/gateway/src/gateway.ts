@@ -13,7 +13,7 @@ import { CancelledError, InvalidArgumentError, type Store } from "@cairn/core";
 import { segment } from "@cairn/recipes";
 import { hashString, type PickContext, type RetryPolicy } from "@cairn/runtime";
 import pino, { type Logger } from "pino";
-import { Registry } from "prom-client";
+import { Gauge, Registry } from "prom-client";
 import type { Dispatcher } from "undici";
 import { applyHeaderOps, GatewayExchange, normalizePath, responseHeaders, rewritePath } from "./exchange.js";
 import { DEFAULT_NAMESPACE } from "./keys.js";
@@ -266,6 +266,7 @@ export class Gateway {
       metrics: this.metrics,
       ...(options.storeProbeMs !== undefined ? { probeMs: options.storeProbeMs } : {}),
     });
+    this.#registerGauges();
     this.server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => this.handle(req, res));
     this.server.on("upgrade", (req: IncomingMessage, socket: Socket, head: Buffer) =>
       this.handleUpgrade(req, socket, head),
@@ -274,6 +275,36 @@ export class Gateway {
       this.#sockets.add(socket);
       socket.once("close", () => this.#sockets.delete(socket));
     });
+  }
+
+  /** Table and proxy state as gauges, read when /metrics is scraped (nothing on the hot path). */
+  #registerGauges(): void {
+    const gauge = (name: string, help: string, read: () => number) =>
+      new Gauge({
+        name,
+        help,
+        registers: [this.metrics],
+        collect() {
+          this.set(read());
+        },
+      });
+    gauge("cairn_gateway_routes", "Routes loaded in the table.", () => this.table.status().routes);
+    gauge(
+      "cairn_gateway_table_revision",
+      "Store revision the route table reflects.",
+      () => this.table.status().revision,
+    );
+    gauge("cairn_gateway_table_stale", "1 while the store is unreachable and the last good table serves.", () =>
+      this.table.status().stale ? 1 : 0,
+    );
+    gauge(
+      "cairn_gateway_table_resyncs",
+      "Full relists of the routes after the first.",
+      () => this.table.status().resyncs,
+    );
+    gauge("cairn_gateway_routes_rejected", "Stored routes that failed to load.", () => this.table.status().rejected);
+    gauge("cairn_gateway_inflight_requests", "Requests (and upgraded connections) in flight.", () => this.#inflight);
+    gauge("cairn_gateway_upstream_pools", "undici pools open, one per upstream endpoint.", () => this.#pools.size);
   }
 
   /** Starts syncing routes and resolves once the first route list is loaded. */

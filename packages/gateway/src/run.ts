@@ -5,6 +5,7 @@ import type { AddressInfo } from "node:net";
 import { InvalidArgumentError, type Store } from "@cairn/core";
 import { openEmbedded } from "@cairn/embedded";
 import { connectEtcd } from "@cairn/etcd";
+import { collectDefaultMetrics } from "prom-client";
 import { Gateway, type GatewayOptions } from "./gateway.js";
 
 export interface RunGatewayOptions extends Omit<GatewayOptions, "store"> {
@@ -98,6 +99,8 @@ export async function runGateway(options: RunGatewayOptions): Promise<RunningGat
     store = owned;
   }
   const gateway = new Gateway({ ...options, store });
+  // Process metrics (CPU, memory, event loop lag) beside the gateway's own, for the admin port.
+  collectDefaultMetrics({ register: gateway.metrics, prefix: "cairn_gateway_" });
   let admin: Server | undefined;
   try {
     const address = await gateway.listen(options.port, options.host ?? "0.0.0.0");

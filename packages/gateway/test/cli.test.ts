@@ -108,7 +108,11 @@ describe("cairn gateway (process)", () => {
       assert.equal(res.statusCode, 200);
       assert.equal(((await res.body.json()) as { name: string }).name, "up");
       const metrics = await request(`http://127.0.0.1:${adminPort}/metrics`);
-      assert.match(await metrics.body.text(), /cairn_gateway_requests_total\{route="r",method="GET",status="2xx"\} 1/);
+      const text = await metrics.body.text();
+      assert.match(text, /cairn_gateway_requests_total\{route="r",method="GET",status="2xx"\} 1/);
+      assert.match(text, /^cairn_gateway_routes 1$/m);
+      assert.match(text, /^cairn_gateway_table_stale 0$/m);
+      assert.match(text, /^cairn_gateway_process_cpu_seconds_total /m);
       const slow = request(`http://127.0.0.1:${port}/slow?ms=500`);
       await new Promise((r) => setTimeout(r, 100));
       child.kill("SIGTERM");

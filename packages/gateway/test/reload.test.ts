@@ -181,6 +181,7 @@ describe("hot reload", () => {
       assert.equal(again.statusCode, 200, "the discovered upstream still answers (its list is kept, flagged stale)");
       assert.equal(((await again.body.json()) as { name: string }).name, "b");
       assert.ok(gw.gateway.status().lastError.length > 0);
+      assert.match(await gw.gateway.metrics.metrics(), /^cairn_gateway_table_stale 1$/m);
       assert.equal(gw.gateway.status().routes, 2);
     } finally {
       await gw.gateway.close({ drainMs: 200 });
