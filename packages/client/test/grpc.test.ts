@@ -198,6 +198,26 @@ describe("gRPC through discovery", () => {
     }
   });
 
+  it("resolves targets in etcd's naming format, as grpc-go's etcd resolver does", async () => {
+    const namespace = ns();
+    const target = `services/${namespace}/greeter`;
+    const stop = registerCairnResolver(store, { scheme: "cairnnaming", source: "naming" });
+    const s = await registerGrpcServer(store, greeter("go-style"), {
+      service: "greeter",
+      namespace,
+      host: "127.0.0.1",
+      namingTarget: target,
+    });
+    const client = new GreeterClient(`cairnnaming:///${target}`, grpc.credentials.createInsecure());
+    try {
+      assert.equal((await call(client, "gopher")).server, "go-style");
+    } finally {
+      client.close();
+      stop();
+      await s.close({ waitMs: 0 });
+    }
+  });
+
   it("serves grpc.health.v1: SERVING once registered, NOT_SERVING while it drains", async () => {
     const namespace = ns();
     const s = await registerGrpcServer(store, greeter("h"), { service: "greeter", namespace, host: "127.0.0.1" });

@@ -2,7 +2,14 @@
 // discovery view: every change of the service's instances becomes a new address list, and
 // grpc-js's load balancer (round_robin unless the channel asks otherwise) spreads calls over it.
 import { InvalidArgumentError, type Store } from "@cairn/core";
-import { type DiscoverOptions, discover, type ServiceView, segment } from "@cairn/recipes";
+import {
+  checkTarget,
+  type DiscoverOptions,
+  discover,
+  discoverEndpoints,
+  type ServiceView,
+  segment,
+} from "@cairn/recipes";
 import { type BalancerConfig, balancerFromConfig } from "@cairn/runtime";
 import { experimental, Metadata, status as Status } from "@grpc/grpc-js";
 import { CAIRN_LB_POLICY, registerCairnBalancer, rememberAddresses } from "./balancer.js";
@@ -22,6 +29,12 @@ export interface CairnResolverOptions {
    */
   readonly loadBalancing?: "round_robin" | "pick_first" | { readonly balancer: BalancerConfig };
   readonly discovery?: Omit<DiscoverOptions, "namespace" | "signal">;
+  /**
+   * Where instances come from: Cairn's registry (default), or etcd's naming/endpoints format,
+   * which grpc-go services publish with endpoints.Manager; then the target's path is the key
+   * prefix, as in grpc-go's `etcd:///foo/bar/service`.
+   */
+  readonly source?: "registry" | "naming";
   /**
    * grpc-js retries for every method of resolved services (its own retry support, configured
    * through the service config): attempts in all (default 3, at most 5 as gRPC caps it) on
@@ -98,8 +111,11 @@ export function registerCairnResolver(store: Store, options: CairnResolverOption
       this.#service = targetService(target);
       this.#namespace = target.authority ? target.authority : defaultNamespace;
       try {
-        segment(this.#service, "service");
-        if (this.#namespace !== undefined) segment(this.#namespace, "namespace");
+        if (options.source === "naming") checkTarget(this.#service, "target");
+        else {
+          segment(this.#service, "service");
+          if (this.#namespace !== undefined) segment(this.#namespace, "namespace");
+        }
       } catch (err) {
         this.#invalid = `bad target ${scheme}://${target.authority ?? ""}/${target.path}: ${(err as Error).message}`;
       }
@@ -125,10 +141,14 @@ export function registerCairnResolver(store: Store, options: CairnResolverOption
       }
       this.#opening = true;
       const generation = this.#generation;
-      discover(store, this.#service, {
-        ...options.discovery,
-        ...(this.#namespace !== undefined ? { namespace: this.#namespace } : {}),
-      }).then(
+      const opening =
+        options.source === "naming"
+          ? discoverEndpoints(store, this.#service, { ...options.discovery })
+          : discover(store, this.#service, {
+              ...options.discovery,
+              ...(this.#namespace !== undefined ? { namespace: this.#namespace } : {}),
+            });
+      opening.then(
         (view) => {
           this.#opening = false;
           if (generation !== this.#generation) {
@@ -185,7 +205,8 @@ export function registerCairnResolver(store: Store, options: CairnResolverOption
     }
 
     static getDefaultAuthority(target: GrpcUri): string {
-      return targetService(target);
+      // An authority is a host name: a naming target's last segment, which names the service.
+      return targetService(target).split("/").pop() || "cairn";
     }
   }
 
