@@ -4,7 +4,6 @@
 import {
   type Bytes,
   CancelledError,
-  ClosedError,
   type Compare,
   checkValue,
   InvalidArgumentError,
@@ -22,7 +21,7 @@ import {
   checkSignal,
   claim,
   enqueue,
-  Hold,
+  HeldKey,
   removeKey,
   type SessionSource,
   sessionSource,
@@ -232,61 +231,31 @@ class QueueElection implements Election {
   }
 }
 
-class HeldLeadership implements Leadership {
-  readonly name: string;
+class HeldLeadership extends HeldKey implements Leadership {
   readonly #owner: QueueElection;
-  readonly #session: Session;
-  readonly #hold: Hold;
-  #resigning: Promise<void> | undefined;
 
   constructor(owner: QueueElection, session: Session, name: string, key: string, token: number, seenAt: number) {
+    super(session, name, key, token, seenAt);
     this.#owner = owner;
-    this.#session = session;
-    this.name = name;
-    this.#hold = new Hold(session, key, token, seenAt);
-  }
-
-  get key(): string {
-    return this.#hold.key;
-  }
-
-  get fencingToken(): number {
-    return this.#hold.token;
-  }
-
-  get signal(): AbortSignal {
-    return this.#hold.signal;
-  }
-
-  guard(): Compare {
-    return fencingCompare(this.key, this.fencingToken);
-  }
-
-  txn(request: TxnRequest): Promise<TxnResult> {
-    return this.#hold.txn(request);
   }
 
   async proclaim(value: Bytes): Promise<void> {
     const bytes = checkValue(value, "value");
-    if (!this.#hold.active) {
+    if (!this.hold.active) {
       throw new HoldLostError(this.key, `not the leader any more: ${this.key}`, { cause: this.signal.reason });
     }
-    const res = await this.#hold.txn({
-      success: [{ type: "put", key: this.key, value: bytes, lease: this.#session.lease }],
+    const res = await this.hold.txn({
+      success: [{ type: "put", key: this.key, value: bytes, lease: this.session.lease }],
     });
     if (!res.succeeded) {
       const lost = new HoldLostError(this.key, `${this.key} was deleted (lease expired, revoked, or key removed)`);
-      this.#hold.end(lost);
+      this.hold.end(lost);
       throw lost;
     }
   }
 
   resign(): Promise<void> {
-    if (!this.#resigning) {
-      this.#resigning = Promise.resolve().then(() => this.#owner.ended(this, this.#session));
-      this.#hold.end(new ClosedError(`leadership ${this.key}`));
-    }
-    return this.#resigning;
+    return this.end("leadership", () => this.#owner.ended(this, this.session));
   }
 }
 

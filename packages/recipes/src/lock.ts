@@ -3,7 +3,6 @@
 // fencing token, and its signal aborts the moment the lock is lost.
 import {
   CancelledError,
-  ClosedError,
   type Compare,
   InvalidArgumentError,
   type LeaseId,
@@ -11,13 +10,12 @@ import {
   type TxnRequest,
   type TxnResult,
 } from "@cairn/core";
-import { fencingCompare } from "./fencing.js";
 import { keyOf, segment } from "./keys.js";
 import {
   checkSignal,
   claim,
   enqueue,
-  Hold,
+  HeldKey,
   removeKey,
   type SessionSource,
   sessionSource,
@@ -233,46 +231,15 @@ class QueueMutex implements Mutex {
   }
 }
 
-class HeldLock implements Lock {
-  readonly name: string;
+class HeldLock extends HeldKey implements Lock {
   readonly #owner: QueueMutex;
-  readonly #session: Session;
-  readonly #hold: Hold;
-  #releasing: Promise<void> | undefined;
 
   constructor(owner: QueueMutex, session: Session, name: string, key: string, token: number, seenAt: number) {
+    super(session, name, key, token, seenAt);
     this.#owner = owner;
-    this.#session = session;
-    this.name = name;
-    this.#hold = new Hold(session, key, token, seenAt);
-  }
-
-  get key(): string {
-    return this.#hold.key;
-  }
-
-  get fencingToken(): number {
-    return this.#hold.token;
-  }
-
-  get signal(): AbortSignal {
-    return this.#hold.signal;
-  }
-
-  guard(): Compare {
-    return fencingCompare(this.key, this.fencingToken);
-  }
-
-  txn(request: TxnRequest): Promise<TxnResult> {
-    return this.#hold.txn(request);
   }
 
   release(): Promise<void> {
-    if (!this.#releasing) {
-      // The holder hears first; the key goes right after (its abort listeners may call release() again).
-      this.#releasing = Promise.resolve().then(() => this.#owner.ended(this, this.#session));
-      this.#hold.end(new ClosedError(`lock ${this.key}`));
-    }
-    return this.#releasing;
+    return this.end("lock", () => this.#owner.ended(this, this.session));
   }
 }

@@ -5,6 +5,7 @@ import {
   type Bytes,
   ClosedError,
   CompactedError,
+  type Compare,
   InvalidArgumentError,
   isCairnError,
   type KeyValue,
@@ -335,4 +336,51 @@ export function checkSignal(signal: unknown): AbortSignal | undefined {
     throw new InvalidArgumentError("signal", "expected an AbortSignal");
   }
   return signal;
+}
+
+/**
+ * What a held lock and a won leadership share: the key, its fencing token, the signal that
+ * aborts when the hold ends, the guard and guarded txn, and one ending (the holder hears
+ * first; `ended` removes the key right after, and may be called again by abort listeners).
+ */
+export abstract class HeldKey {
+  readonly name: string;
+  protected readonly session: Session;
+  protected readonly hold: Hold;
+  #ending: Promise<void> | undefined;
+
+  constructor(session: Session, name: string, key: string, token: number, seenAt: number) {
+    this.session = session;
+    this.name = name;
+    this.hold = new Hold(session, key, token, seenAt);
+  }
+
+  get key(): string {
+    return this.hold.key;
+  }
+
+  get fencingToken(): number {
+    return this.hold.token;
+  }
+
+  get signal(): AbortSignal {
+    return this.hold.signal;
+  }
+
+  guard(): Compare {
+    return fencingCompare(this.key, this.fencingToken);
+  }
+
+  txn(request: TxnRequest): Promise<TxnResult> {
+    return this.hold.txn(request);
+  }
+
+  /** Ends the hold once (`what` names it in the ClosedError), then runs `ended`. Idempotent. */
+  protected end(what: string, ended: () => Promise<void>): Promise<void> {
+    if (!this.#ending) {
+      this.#ending = Promise.resolve().then(ended);
+      this.hold.end(new ClosedError(`${what} ${this.key}`));
+    }
+    return this.#ending;
+  }
 }
