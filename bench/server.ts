@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { startEtcdCluster } from "@cairn/testing";
 import { Etcd3 } from "etcd3";
+import { median, percentile, throughput } from "./stats.js";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
@@ -21,31 +22,6 @@ interface Figures {
   ranges64: number;
   watchP50: number;
   watchP99: number;
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
-}
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
-}
-
-async function throughput(concurrency: number, op: (worker: number, i: number) => Promise<unknown>): Promise<number> {
-  const deadline = performance.now() + SECONDS * 1000;
-  let done = 0;
-  const started = performance.now();
-  await Promise.all(
-    Array.from({ length: concurrency }, async (_, w) => {
-      for (let i = 0; performance.now() < deadline; i++) {
-        await op(w, i);
-        done++;
-      }
-    }),
-  );
-  return done / ((performance.now() - started) / 1000);
 }
 
 /** Put → watch event latency, one put at a time, through etcd3's watch builder. */
@@ -76,19 +52,19 @@ async function watchLatency(client: Etcd3, prefix: string, count: number): Promi
 async function round(client: Etcd3, round: number): Promise<Figures> {
   const value = "v".repeat(100);
   const p = `/bench-server/${round}/`;
-  const puts1 = await throughput(1, (w, i) =>
+  const puts1 = await throughput(SECONDS, 1, (w, i) =>
     client
       .put(`${p}c1/${w}/${i % 1000}`)
       .value(value)
       .exec(),
   );
-  const puts64 = await throughput(64, (w, i) =>
+  const puts64 = await throughput(SECONDS, 64, (w, i) =>
     client
       .put(`${p}c64/${w}/${i % 100}`)
       .value(value)
       .exec(),
   );
-  const ranges64 = await throughput(64, (w, i) => client.get(`${p}c64/${w}/${i % 100}`).string());
+  const ranges64 = await throughput(SECONDS, 64, (w, i) => client.get(`${p}c64/${w}/${i % 100}`).string());
   const lat = await watchLatency(client, `${p}watch/`, 1000);
   return { puts1, puts64, ranges64, watchP50: percentile(lat, 50), watchP99: percentile(lat, 99) };
 }

@@ -9,6 +9,7 @@ import type { Store } from "@cairn/core";
 import { openEmbedded } from "@cairn/embedded";
 import { connectEtcd } from "@cairn/etcd";
 import { startEtcdCluster } from "@cairn/testing";
+import { median, percentile, throughput } from "./stats.js";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
@@ -20,32 +21,6 @@ interface Figures {
   watchP50: number;
   watchP99: number;
   leaseOps: number;
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
-}
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
-}
-
-/** Runs `op` from `concurrency` loops for SECONDS; returns completed ops per second. */
-async function throughput(concurrency: number, op: (worker: number, i: number) => Promise<unknown>): Promise<number> {
-  const deadline = performance.now() + SECONDS * 1000;
-  let done = 0;
-  const started = performance.now();
-  await Promise.all(
-    Array.from({ length: concurrency }, async (_, w) => {
-      for (let i = 0; performance.now() < deadline; i++) {
-        await op(w, i);
-        done++;
-      }
-    }),
-  );
-  return done / ((performance.now() - started) / 1000);
 }
 
 async function watchLatency(store: Store, prefix: string, count: number): Promise<number[]> {
@@ -77,11 +52,11 @@ async function measure(name: string, store: Store): Promise<Figures> {
   const value = "v".repeat(100);
   for (let round = 0; round < ROUNDS; round++) {
     const p = `/bench/${round}/`;
-    const puts1 = await throughput(1, (w, i) => store.put(`${p}c1/${w}/${i % 1000}`, value));
-    const puts64 = await throughput(64, (w, i) => store.put(`${p}c64/${w}/${i % 100}`, value));
-    const reads64 = await throughput(64, (w, i) => store.get(`${p}c64/${w}/${i % 100}`));
+    const puts1 = await throughput(SECONDS, 1, (w, i) => store.put(`${p}c1/${w}/${i % 1000}`, value));
+    const puts64 = await throughput(SECONDS, 64, (w, i) => store.put(`${p}c64/${w}/${i % 100}`, value));
+    const reads64 = await throughput(SECONDS, 64, (w, i) => store.get(`${p}c64/${w}/${i % 100}`));
     const lat = await watchLatency(store, `${p}watch/`, 2000);
-    const leaseOps = await throughput(16, async () => {
+    const leaseOps = await throughput(SECONDS, 16, async () => {
       const lease = await store.grant(60, { keepAlive: false });
       await lease.keepAliveOnce();
       await lease.revoke();
