@@ -180,11 +180,69 @@ describe("REST: locks, elections and KV", () => {
   });
 });
 
+describe("REST: gateway routes", () => {
+  const route = (path: string) => ({
+    match: { path },
+    upstream: { type: "static", targets: [{ address: "127.0.0.1", port: 9 }] },
+  });
+
+  it("put, get, list, history, rollback and delete a route; several routes in one transaction", async () => {
+    const q = "?namespace=restgw";
+    const v1 = await call("PUT", `/v1/gateway/routes/users${q}`, route("/users"));
+    assert.equal(v1.status, 200, v1.text);
+    assert.equal(v1.json.version, 1);
+    await call("PUT", `/v1/gateway/routes/users${q}`, route("/people"));
+    assert.equal((await call("GET", `/v1/gateway/routes/users${q}`)).json.route.match.path, "/people");
+    const back = await call("POST", `/v1/gateway/routes/users/rollback${q}`, { version: 1 });
+    assert.equal(back.status, 200, back.text);
+    assert.equal((await call("GET", `/v1/gateway/routes/users${q}`)).json.route.match.path, "/users");
+    assert.deepEqual(
+      (await call("GET", `/v1/gateway/routes/users/history${q}`)).json.history.map((h: any) => h.op),
+      ["put", "put", "rollback"],
+    );
+    const many = await call("POST", `/v1/gateway/routes${q}`, [
+      { id: "a", ...route("/a") },
+      { id: "b", ...route("/b") },
+    ]);
+    assert.equal(many.status, 200, many.text);
+    assert.deepEqual((await call("GET", `/v1/gateway/routes${q}`)).json.routes.map((r: any) => r.route.id).sort(), [
+      "a",
+      "b",
+      "users",
+    ]);
+    assert.equal((await call("DELETE", `/v1/gateway/routes/a${q}`)).status, 204);
+    assertError(await call("GET", `/v1/gateway/routes/a${q}`), 404, "ENOT_FOUND");
+  });
+
+  it("an invalid route is a 422 naming every failing path; a batch with one bad route writes nothing", async () => {
+    const q = "?namespace=restgw2";
+    const bad = await call("PUT", `/v1/gateway/routes/x${q}`, {
+      match: { path: "no-slash" },
+      upstream: { type: "static", targets: [{ address: "h", port: 70000 }] },
+      colour: "blue",
+    });
+    assertError(bad, 422, "ESCHEMA");
+    for (const path of ["match.path", "upstream.targets[0].port", "colour"]) {
+      assert.ok(bad.json.error.paths.includes(path), `${path} in ${bad.json.error.paths}`);
+    }
+    const batch = await call("POST", `/v1/gateway/routes${q}`, [{ id: "ok", ...route("/ok") }, { id: "bad" }]);
+    assertError(batch, 422, "ESCHEMA");
+    assert.equal((await call("GET", `/v1/gateway/routes${q}`)).json.routes.length, 0);
+    assertError(await call("PUT", `/v1/gateway/routes/x${q}&expectVersion=3`, route("/x")), 409, "ECONFLICT");
+  });
+});
+
 describe("REST: documents, probes, metrics, errors", () => {
   it("serves an OpenAPI document listing every route", async () => {
     const doc = await call("GET", "/openapi.json");
     assert.equal(doc.json.openapi, "3.1.0");
-    for (const path of ["/v1/services", "/v1/config/{group}/{name}", "/v1/locks/{name}", "/v1/kv"]) {
+    for (const path of [
+      "/v1/services",
+      "/v1/config/{group}/{name}",
+      "/v1/locks/{name}",
+      "/v1/kv",
+      "/v1/gateway/routes/{id}",
+    ]) {
       assert.ok(doc.json.paths[path], `documents ${path}`);
     }
     assert.ok(doc.json.paths["/v1/services/{service}/instances"].post.requestBody);

@@ -18,6 +18,7 @@ import {
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from "fastify";
 import type { Logger } from "pino";
 import { HttpError, notFound, sendError } from "./errors.js";
+import { gatewayRoutes } from "./gateway-routes.js";
 import type { ServerMetrics } from "./metrics.js";
 import { openApiDocument } from "./openapi.js";
 import { configPutBody, diffQuery, kvQuery, namespaceQuery, parse, registerBody, rollbackBody } from "./schemas.js";
@@ -214,6 +215,9 @@ export async function createRestApi(options: RestOptions): Promise<FastifyInstan
     const { holder, waiters, ...rest } = await queue(request, "elections");
     return { ...rest, leader: holder, candidates: waiters };
   });
+
+  // ---- gateway routes ----
+  gatewayRoutes(app, store, defaultNamespace);
 
   // ---- KV browser ----
   app.get("/v1/kv", async (request) => {

@@ -80,9 +80,29 @@ export class RequestShapeError extends InvalidArgumentError {
   }
 }
 
+type SchemaError = InvalidArgumentError & {
+  readonly paths: readonly string[];
+  readonly issues: readonly { readonly path: string; readonly message: string }[];
+};
+
+function isSchemaError(err: unknown): err is SchemaError {
+  const e = err as Partial<SchemaError>;
+  return err instanceof InvalidArgumentError && Array.isArray(e.paths) && Array.isArray(e.issues);
+}
+
+/** A write whose expectVersion was overtaken (config or route): a conflict, not bad input. */
+function isVersionConflict(err: unknown): err is InvalidArgumentError {
+  return (
+    err instanceof InvalidArgumentError &&
+    err.field === "expectVersion" &&
+    typeof (err as { actual?: unknown }).actual === "number"
+  );
+}
+
 /** Turns any thrown value into a status and the common body. */
 export function toErrorReply(err: unknown, requestId: string): { status: number; body: ErrorBody } {
-  if (err instanceof ConfigSchemaError) {
+  // A value refused by its schema (a config's, a gateway route's): every failing path.
+  if (err instanceof ConfigSchemaError || isSchemaError(err)) {
     return {
       status: 422,
       body: {
@@ -100,7 +120,7 @@ export function toErrorReply(err: unknown, requestId: string): { status: number;
       },
     };
   }
-  if (err instanceof ConfigVersionConflictError) {
+  if (err instanceof ConfigVersionConflictError || isVersionConflict(err)) {
     return { status: 409, body: { error: { code: "ECONFLICT", message: err.message }, requestId } };
   }
   if (err instanceof CairnError) {

@@ -1,6 +1,7 @@
 // The OpenAPI 3.1 document of the REST API, built from the same zod schemas that check the
 // requests, so the document cannot drift from what the server accepts.
 import { z } from "zod";
+import { routeRollbackBody } from "./gateway-routes.js";
 import { configPutBody, diffQuery, kvQuery, registerBody, rollbackBody } from "./schemas.js";
 
 type Json = Record<string, unknown>;
@@ -170,6 +171,44 @@ export function openApiDocument(): Json {
       },
       "/v1/elections/{name}": {
         get: { ...op("the leader and the candidates, in order"), parameters: [param("name"), namespace] },
+      },
+      "/v1/gateway/routes": {
+        get: op("every gateway route with its version"),
+        post: {
+          ...op("write several routes in one transaction (all or none)"),
+          requestBody: {
+            required: true,
+            content: { "application/json": { schema: { type: "array", items: { type: "object" } } } },
+          },
+        },
+      },
+      "/v1/gateway/routes/{id}": {
+        get: { ...op("one route"), parameters: [param("id"), namespace] },
+        put: {
+          ...op("write a route (checked by the gateway's schema; 422 with the failing paths)"),
+          parameters: [
+            param("id"),
+            namespace,
+            param("expectVersion", "query"),
+            param("comment", "query"),
+            param("allowUnknownPlugins", "query"),
+          ],
+          requestBody: { required: true, content: { "application/json": { schema: { type: "object" } } } },
+        },
+        delete: {
+          ...op("delete a route (kept in history)", {}, { "204": { description: "deleted" } }),
+          parameters: [param("id"), namespace],
+        },
+      },
+      "/v1/gateway/routes/{id}/history": {
+        get: { ...op("every version of a route"), parameters: [param("id"), namespace] },
+      },
+      "/v1/gateway/routes/{id}/rollback": {
+        post: {
+          ...op("write a new version with an old version's route"),
+          parameters: [param("id"), namespace],
+          requestBody: jsonBody(routeRollbackBody),
+        },
       },
       "/v1/kv": { get: { ...op("browse keys under a prefix"), parameters: queryParams(kvQuery) } },
     },
