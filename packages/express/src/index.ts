@@ -2,7 +2,7 @@
 // an access log, per-client rate limits, Prometheus metrics by route pattern, JSON errors with
 // the request id, a health endpoint wired to a TTL check, and registration helpers that
 // register once the server listens and drain on close or SIGTERM.
-import type { IncomingMessage, Server, ServerResponse } from "node:http";
+import { type IncomingMessage, type Server, type ServerResponse, STATUS_CODES } from "node:http";
 import type { AddressInfo } from "node:net";
 import { networkInterfaces } from "node:os";
 import { InvalidArgumentError, type Store } from "@cairn/core";
@@ -214,7 +214,8 @@ export function cairnExpress(options: CairnExpressOptions = {}): CairnExpress {
         requestId: req.requestId,
       });
     } else {
-      sendJson(res, status, { error: "bad request", message: String(e?.message ?? ""), requestId: req.requestId });
+      const text = (STATUS_CODES[status] ?? "error").toLowerCase();
+      sendJson(res, status, { error: text, message: String(e?.message ?? text), requestId: req.requestId });
     }
   };
 

@@ -3,6 +3,7 @@
 // request (and every call made while handling it); an access log; JWT auth; per-client rate
 // limits; JSON errors carrying the request id; Prometheus metrics by route pattern; and a
 // config value kept live from the config center.
+import { STATUS_CODES } from "node:http";
 import type { AddressInfo } from "node:net";
 import { networkInterfaces } from "node:os";
 import { InvalidArgumentError, isCairnError, type Store } from "@cairn/core";
@@ -230,7 +231,8 @@ const plugin: FastifyPluginAsync<CairnPluginOptions> = async (fastify, options) 
       request.log.error({ err: error, requestId: request.requestId }, "request failed");
       return sendError(reply, status, "internal server error", "the server failed to handle the request");
     }
-    return sendError(reply, status, "bad request", error.message ?? "bad request", error.code);
+    const text = (STATUS_CODES[status] ?? "error").toLowerCase();
+    return sendError(reply, status, text, error.message ?? text, error.code);
   });
 
   // --- access log and metrics --------------------------------------------------------------

@@ -333,6 +333,9 @@ describe("errors", () => {
       });
       f.get("/bad", { schema: { querystring: { type: "object", required: ["q"] } } }, async () => ({}));
       f.get("/ok", async () => ({ ok: true }));
+      f.get("/teapot", async () => {
+        throw Object.assign(new Error("no such pot"), { statusCode: 404 });
+      });
     });
     try {
       const boom = await f.inject({ url: "/boom", headers: { "x-request-id": "r-500" } });
@@ -344,6 +347,9 @@ describe("errors", () => {
       assert.ok(!JSON.stringify(body).includes("hunter2"), "the error's message is not leaked");
       const bad = await f.inject({ url: "/bad" });
       assert.equal(bad.statusCode, 400, "a validation error keeps its status");
+      assert.equal(bad.json().error, "bad request");
+      const missing = await f.inject({ url: "/teapot" });
+      assert.equal(missing.statusCode, 404);
       assert.ok(bad.json().requestId);
       assert.equal((await f.inject({ url: "/ok" })).statusCode, 200);
     } finally {
