@@ -1,7 +1,7 @@
 // Prometheus metrics for an HTTP service with bounded label cardinality: the route pattern
 // ("/users/:id"), never the raw URL; unknown methods folded into "OTHER"; unmatched requests
 // under one "unmatched" route.
-import { Counter, Histogram, Registry } from "prom-client";
+import { Counter, collectDefaultMetrics, Histogram, Registry } from "prom-client";
 
 export interface MetricsOptions {
   /** Where the metrics are served (default "/metrics"). */
@@ -10,6 +10,8 @@ export interface MetricsOptions {
   readonly registry?: Registry;
   /** Histogram buckets in seconds. */
   readonly buckets?: number[];
+  /** Also prom-client's process and Node.js metrics (CPU, memory, event loop lag, GC). Default false. */
+  readonly defaultMetrics?: boolean;
 }
 
 const METHODS = new Set(["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]);
@@ -22,6 +24,7 @@ export interface HttpMetrics {
 
 export function makeMetrics(options: MetricsOptions): HttpMetrics {
   const registry = options.registry ?? new Registry();
+  if (options.defaultMetrics) collectDefaultMetrics({ register: registry });
   const labelNames = ["method", "route", "status_code"] as const;
   const duration = new Histogram({
     name: "http_request_duration_seconds",

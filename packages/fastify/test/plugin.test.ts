@@ -374,6 +374,20 @@ describe("metrics", () => {
         series.some((l) => l.includes('route="/users/:id"') && l.includes('status_code="200"') && l.endsWith(" 60")),
       );
       assert.ok(!text.includes("/random/"), "no raw URL in any label");
+      assert.ok(!text.includes("process_cpu"), "process metrics only when asked for");
+    } finally {
+      await f.close();
+    }
+  });
+});
+
+describe("default metrics", () => {
+  it("adds process and Node.js metrics when asked", async () => {
+    const f = await app({ metrics: { defaultMetrics: true } });
+    try {
+      const text = (await f.inject({ url: "/metrics" })).body;
+      assert.match(text, /process_cpu_user_seconds_total/);
+      assert.match(text, /nodejs_eventloop_lag_seconds/);
     } finally {
       await f.close();
     }
