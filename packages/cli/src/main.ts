@@ -6,12 +6,13 @@ import { cfg } from "./cfg.js";
 import { Context, type Io, UsageError } from "./context.js";
 import { kv } from "./kv.js";
 import { elect, lock } from "./lock.js";
+import { route } from "./route.js";
 import { svc } from "./svc.js";
 
 export type Command = (ctx: Context, args: string[]) => Promise<number>;
 
 /** The command groups; each parses its own arguments. */
-export const commands: Record<string, Command> = { kv, svc, cfg, lock, elect };
+export const commands: Record<string, Command> = { kv, svc, cfg, lock, elect, route };
 
 export const USAGE = `usage: cairn [--endpoints host:port,…] [--namespace NS] [--json] COMMAND …
 
@@ -35,6 +36,10 @@ export const USAGE = `usage: cairn [--endpoints host:port,…] [--namespace NS] 
   lock NAME [--ttl S] -- COMMAND [ARGS…]   runs COMMAND holding the lock (env CAIRN_FENCING_TOKEN)
   elect NAME VALUE [--ttl S]               campaigns, then leads until Ctrl-C
   elect NAME --listen                      prints each leader as it changes
+  route put FILE|- [--comment C] [--expect-version N] [--allow-unknown-plugins]
+  route get|history|delete ID
+  route list
+  route rollback ID VERSION
 
 --endpoints defaults to $CAIRN_ENDPOINTS or 127.0.0.1:2379 (cairn server or etcd alike).`;
 

@@ -327,3 +327,50 @@ describe("cairn server (through the cairn command)", () => {
     }
   });
 });
+
+describe("cairn route", () => {
+  it("put from a file and from stdin, list, get, history, rollback, delete; an invalid route names its paths", async () => {
+    const { mkdtempSync, writeFileSync, rmSync } = await import("node:fs");
+    const { tmpdir } = await import("node:os");
+    const { join } = await import("node:path");
+    const dir = mkdtempSync(join(tmpdir(), "cairn-route-"));
+    const file = join(dir, "route.json");
+    const route = (path: string) => ({
+      id: "users",
+      match: { path },
+      upstream: { type: "static", targets: [{ address: "127.0.0.1", port: 9 }] },
+    });
+    try {
+      writeFileSync(file, JSON.stringify(route("/users")));
+      const ns = ["--namespace", "cliroute"];
+      assert.equal((await cairn([...ns, "route", "put", file])).out, "route users at version 1\n");
+      assert.equal(
+        (await cairn([...ns, "route", "put", "-"], JSON.stringify(route("/people")))).out,
+        "route users at version 2\n",
+      );
+      const list = await cairn([...ns, "route", "list"]);
+      assert.match(
+        list.out,
+        /^ID\s+VERSION\s+PRIORITY\s+MATCH\s+UPSTREAM\s+ENABLED\nusers\s+2\s+0\s+\/people\s+127\.0\.0\.1:9\s+true\n$/,
+      );
+      assert.equal(JSON.parse((await cairn([...ns, "route", "get", "users"])).out).match.path, "/people");
+      assert.match(
+        (await cairn([...ns, "route", "rollback", "users", "1"])).out,
+        /version 3 \(the route of version 1\)/,
+      );
+      assert.equal(JSON.parse((await cairn([...ns, "route", "get", "users"])).out).match.path, "/users");
+      assert.match((await cairn([...ns, "route", "history", "users"])).out, /1\s+put[\s\S]*3\s+rollback \(of 1\)/);
+      const bad = await cairn(
+        [...ns, "route", "put", "-"],
+        JSON.stringify({ id: "x", match: { path: "" }, upstream: {} }),
+      );
+      assert.equal(bad.code, 1);
+      assert.match(bad.err, /match\.path/);
+      assert.match(bad.err, /upstream/);
+      assert.equal((await cairn([...ns, "route", "delete", "users"])).out, "deleted route users\n");
+      assert.equal((await cairn([...ns, "route", "get", "users"])).code, 1);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
