@@ -39,6 +39,7 @@ import {
   StaticPick,
   TimeoutError,
   type TraceContext,
+  wrap,
   zoneAware,
 } from "@cairn/runtime";
 import { type Dispatcher, Pool } from "undici";
@@ -55,6 +56,12 @@ export interface HttpPolicyOptions {
   readonly retryBudget?: RetryBudgetOptions | false;
   /** A breaker per endpoint (default: 5 failures in a row open it for 5 s); false turns it off. */
   readonly breaker?: Omit<CircuitBreakerOptions, "name"> | false;
+  /**
+   * More policies around each request, outermost first, outside the retries: a bulkhead or a
+   * rate limiter per service, say (made once per service). A policy that answers instead of
+   * failing (fallback) must answer with an HttpResponse.
+   */
+  readonly around?: (service: string) => Policy<unknown>[];
 }
 
 export interface HttpClientOptions {
@@ -258,6 +265,10 @@ class ServiceClient {
         r.onRetry(({ attempt, delayMs, error }) => emit({ type: "retry", service, attempt, delayMs, error }));
         r.onGiveUp(({ attempts, reason, error }) => emit({ type: "give-up", service, attempts, reason, error }));
       }
+    }
+    const around = p.around?.(service);
+    if (around && around.length > 0) {
+      this.#policies = [wrap(...around, this.#policies[0]) as Policy, wrap(...around, this.#policies[1]) as Policy];
     }
     const detector = builder as Partial<OutlierEjectionBuilder>;
     if (emit && typeof detector.onEject === "function" && typeof detector.onReadmit === "function") {

@@ -9,7 +9,7 @@ import { isCairnError, type Store } from "@cairn/core";
 import { type EmbeddedStore, openEmbedded } from "@cairn/embedded";
 import { connectEtcd } from "@cairn/etcd";
 import { type Registration, register } from "@cairn/recipes";
-import { formatTraceparent, outlierEjection, roundRobin, runWithContext } from "@cairn/runtime";
+import { bulkhead, formatTraceparent, outlierEjection, roundRobin, runWithContext } from "@cairn/runtime";
 import { startEtcdCluster } from "@cairn/testing";
 import { createHttpClient, type HttpClient, type HttpClientEvent } from "../src/index.js";
 
@@ -246,6 +246,26 @@ function suite(engine: string, open: () => Promise<{ store: Store; close: () => 
           "the bad endpoint was ejected",
         );
         assert.ok(!events.some((e) => "endpoint" in e && e.endpoint === "good" && e.type !== "breaker"));
+      } finally {
+        await client.close();
+      }
+    });
+
+    it("runs the policies given in `around` outside the retries: a bulkhead refuses what it cannot hold", async () => {
+      const namespace = ns();
+      const slow = await serve("slow", (_req, res) => {
+        setTimeout(() => res.end("ok"), 200);
+      });
+      await reg(namespace, "users", "slow", slow.port);
+      const client = createHttpClient(store, {
+        namespace,
+        policies: { around: () => [bulkhead({ maxConcurrent: 1, maxQueue: 0 })] },
+      });
+      try {
+        const first = client.request("users", { path: "/" });
+        await assert.rejects(client.request("users", { path: "/" }), (e) => isCairnError(e, "EBULKHEAD_FULL"));
+        assert.equal((await first).status, 200);
+        assert.equal(slow.hits.length, 1, "the refused request was not retried into the service");
       } finally {
         await client.close();
       }
