@@ -21,23 +21,8 @@ import {
   registerGrpcServer,
   withGrpcContext,
 } from "../src/grpc/index.js";
+import { GreeterClient, greeterService } from "./greeter-service.js";
 
-const json = {
-  serialize: (v: unknown) => Buffer.from(JSON.stringify(v)),
-  deserialize: (b: Buffer) => JSON.parse(b.toString("utf8")),
-};
-const greeterService: grpc.ServiceDefinition = {
-  sayHello: {
-    path: "/demo.Greeter/SayHello",
-    requestStream: false,
-    responseStream: false,
-    requestSerialize: json.serialize,
-    requestDeserialize: json.deserialize,
-    responseSerialize: json.serialize,
-    responseDeserialize: json.deserialize,
-  },
-};
-const GreeterClient = grpc.makeGenericClientConstructor(greeterService, "Greeter");
 type Reply = { message: string; server: string; requestId?: string; traceId?: string };
 
 let store: EmbeddedStore;
