@@ -183,6 +183,52 @@ describe("gRPC through discovery", () => {
     }
   });
 
+  it("with the Cairn P2C-EWMA picker, call latencies reach the picker and a slow server gets little traffic", async () => {
+    const namespace = ns();
+    const stop = registerCairnResolver(store, {
+      scheme: "cairnewma",
+      loadBalancing: { balancer: { policy: "peak_ewma" } },
+    });
+    const slowServer = new grpc.Server();
+    slowServer.addService(greeterService, {
+      sayHello: (_call: unknown, callback: grpc.sendUnaryData<Reply>) => {
+        setTimeout(() => callback(null, { message: "late", server: "slow" }), 60);
+      },
+    });
+    const slow = await registerGrpcServer(store, slowServer, {
+      service: "greeter",
+      namespace,
+      id: "slow",
+      host: "127.0.0.1",
+    });
+    const fast = await registerGrpcServer(store, greeter("fast"), {
+      service: "greeter",
+      namespace,
+      id: "fast",
+      host: "127.0.0.1",
+    });
+    const client = new GreeterClient(`cairnewma://${namespace}/greeter`, grpc.credentials.createInsecure());
+    try {
+      const seen = new Set<string>();
+      await waitFor("both servers to answer", async () => {
+        seen.add((await call(client, "e")).server);
+        return seen.size === 2;
+      });
+      const counts = { slow: 0, fast: 0 };
+      await Promise.all(
+        Array.from({ length: 4 }, async () => {
+          for (let i = 0; i < 15; i++) counts[(await call(client, "e")).server as "slow" | "fast"]++;
+        }),
+      );
+      assert.ok(counts.fast >= 4 * counts.slow, `the fast server takes most calls: ${JSON.stringify(counts)}`);
+    } finally {
+      client.close();
+      stop();
+      await slow.close({ waitMs: 0 });
+      await fast.close({ waitMs: 0 });
+    }
+  });
+
   it("resolves targets in etcd's naming format, as grpc-go's etcd resolver does", async () => {
     const namespace = ns();
     const target = `services/${namespace}/greeter`;
