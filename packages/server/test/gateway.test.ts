@@ -166,3 +166,37 @@ describe("the JSON gateway and bad input", () => {
     assert.equal(cairn.child.exitCode, null, "the server is alive");
   });
 });
+
+describe("the JSON gateway's streams", () => {
+  it("a watch over HTTP lives while its client listens and ends when the client goes away", async () => {
+    if (!cairn) throw new Error("the server did not start");
+    const base = `http://${cairn.address}`;
+    const metrics = cairn.httpUrl;
+    const watchers = async () => {
+      const text = await (await fetch(`${metrics}/metrics`)).text();
+      return Number(/^cairn_watchers (\d+)/m.exec(text)?.[1] ?? Number.NaN);
+    };
+    const before = await watchers();
+    assert.ok(Number.isFinite(before), "/metrics reports cairn_watchers");
+    const abort = new AbortController();
+    const res = await fetch(`${base}/v3/watch`, {
+      method: "POST",
+      body: JSON.stringify({ create_request: { key: b64("/gw/live") } }),
+      signal: abort.signal,
+    });
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    const created = JSON.parse(new TextDecoder().decode((await reader.read()).value)) as {
+      result: { created: boolean };
+    };
+    assert.equal(created.result.created, true);
+    assert.equal(await watchers(), before + 1);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(await watchers(), before + 1, "the watch outlives its request body");
+    abort.abort();
+    const deadline = Date.now() + 5_000;
+    while ((await watchers()) !== before) {
+      assert.ok(Date.now() < deadline, "the watch ended when its client went away");
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  });
+});

@@ -154,7 +154,8 @@ export function createGateway(ctx: ServiceContext, call: UnaryCall): GatewayHand
           encode(watch ? "WatchResponse" : "LeaseKeepAliveResponse", m),
         );
         res.writeHead(200, { "content-type": "application/json" });
-        req.on("close", () => adapter.emit("cancelled"));
+        // The response closes when the client goes away (the request closed once its body was read).
+        res.on("close", () => adapter.emit("cancelled"));
         if (watch) watchStream(ctx, adapter as never);
         else leaseKeepAlive(ctx, adapter as never);
         adapter.emit("data", request);
