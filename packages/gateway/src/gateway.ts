@@ -4,24 +4,39 @@
 // runtime. A request holds the compiled route it matched until it ends, so a reload never
 // changes a request mid-way. close() drains: no new connections, in-flight requests finish.
 import { randomUUID } from "node:crypto";
-import { EventEmitter, setMaxListeners } from "node:events";
+import { EventEmitter } from "node:events";
 import { createServer, type IncomingMessage, type OutgoingHttpHeaders, type Server, ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { performance } from "node:perf_hooks";
-import { Readable, Writable } from "node:stream";
 import { CancelledError, InvalidArgumentError, type Store } from "@cairn/core";
 import { segment } from "@cairn/recipes";
-import { hashString, type PickContext, type RetryPolicy } from "@cairn/runtime";
+import type { RetryPolicy } from "@cairn/runtime";
 import pino, { type Logger } from "pino";
 import { Gauge, Registry } from "prom-client";
 import type { Dispatcher } from "undici";
-import { applyHeaderOps, GatewayExchange, normalizePath, responseHeaders, rewritePath } from "./exchange.js";
+import { applyHeaderOps, GatewayExchange, responseHeaders, rewritePath } from "./exchange.js";
+import {
+  CONNECT_CODES,
+  classify,
+  codeOf,
+  DeliveredServerError,
+  Discard,
+  hasBody,
+  hostOf,
+  LazyBody,
+  type Marked,
+  NEVER_ABORTED,
+  pickContext,
+  REQUEST_ID,
+  StatusError,
+  splitUrl,
+} from "./forwarding.js";
 import { DEFAULT_NAMESPACE } from "./keys.js";
 import type { GatewayPlugin, PluginInstance, Reply } from "./plugin.js";
 import { builtinPlugins } from "./plugins/index.js";
 import { RouteSchemaError, zodIssues } from "./schema.js";
 import { type CompiledRoute, RouteTable, type TableStatus } from "./table.js";
-import { PoolSet, type Upstream, UpstreamRegistry } from "./upstream.js";
+import { PoolSet, UpstreamRegistry } from "./upstream.js";
 
 export interface GlobalPluginRef {
   readonly name: string;
@@ -46,160 +61,6 @@ export interface GatewayOptions {
 export interface CloseOptions {
   /** How long in-flight requests may take to finish before their connections are cut (default 10,000 ms). */
   readonly drainMs?: number;
-}
-
-/**
- * An error from the upstream side, marked so the breaker counts it (a client's abort is not),
- * and marked committed once the response has begun (nothing may then be retried).
- */
-type Marked = Error & { upstreamFailure?: boolean; committed?: boolean; code?: string };
-
-/** A 5xx response that went to the client whole: a failure for the breaker, nothing to retry. */
-class DeliveredServerError extends Error {
-  readonly upstreamFailure = true;
-  readonly committed = true;
-  constructor(readonly status: number) {
-    super(`upstream answered ${status}`);
-  }
-}
-
-/** Where the body of a response that will be retried goes. */
-class Discard extends Writable {
-  override _write(_chunk: unknown, _encoding: string, callback: () => void): void {
-    callback();
-  }
-}
-
-class StatusError extends Error {
-  readonly upstreamFailure = true;
-  readonly code = "EUPSTREAM_STATUS";
-  constructor(readonly status: number) {
-    super(`upstream answered ${status}`);
-  }
-}
-
-/**
- * The request body for one attempt: attaches to the request stream on the first read only
- * (undici reads after connecting), counts bytes against the limit, and on destroy detaches
- * without destroying the request.
- */
-class LazyBody extends Readable {
-  started = false;
-  #seen = 0;
-  readonly #onData = (chunk: Buffer) => {
-    this.#seen += chunk.length;
-    if (this.#seen > this.limit) {
-      this.#detach();
-      this.destroy(new BodyTooLargeError(this.limit));
-      return;
-    }
-    if (!this.push(chunk)) this.source.pause();
-  };
-  readonly #onEnd = () => this.push(null);
-  readonly #onError = (err: Error) => this.destroy(err);
-
-  constructor(
-    private readonly source: IncomingMessage,
-    private readonly limit: number,
-  ) {
-    super();
-  }
-
-  override _read(): void {
-    if (!this.started) {
-      this.started = true;
-      this.source.on("data", this.#onData);
-      this.source.once("end", this.#onEnd);
-      this.source.once("error", this.#onError);
-    }
-    this.source.resume();
-  }
-
-  #detach(): void {
-    this.source.off("data", this.#onData);
-    this.source.off("end", this.#onEnd);
-    this.source.off("error", this.#onError);
-  }
-
-  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    this.#detach();
-    cb(err);
-  }
-}
-
-class BodyTooLargeError extends Error {
-  readonly code = "ETOO_LARGE";
-  constructor(limit: number) {
-    super(`request body is over the limit of ${limit} bytes`);
-  }
-}
-
-/**
- * The signal the policies run under: never aborted (the client's departure reaches undici by
- * an EventEmitter instead). Retries waiting out a backoff listen on it, so it may have many
- * listeners at once.
- */
-const NEVER_ABORTED = new AbortController().signal;
-setMaxListeners(0, NEVER_ABORTED);
-
-const REQUEST_ID = /^[\x21-\x7e]{1,200}$/;
-const CONNECT_CODES = new Set([
-  "ECONNREFUSED",
-  "ENOTFOUND",
-  "EAI_AGAIN",
-  "EHOSTUNREACH",
-  "ENETUNREACH",
-  "UND_ERR_CONNECT_TIMEOUT",
-]);
-const TIMEOUT_CODES = new Set([
-  "UND_ERR_HEADERS_TIMEOUT",
-  "UND_ERR_BODY_TIMEOUT",
-  "UND_ERR_CONNECT_TIMEOUT",
-  "ETIMEOUT",
-]);
-
-function codeOf(err: unknown): string {
-  for (let e = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === "string") return code;
-  }
-  return "";
-}
-
-function classify(err: unknown): { status: number; code: string; message: string } {
-  const code = codeOf(err);
-  const message = err instanceof Error ? err.message : String(err);
-  if (code === "ENO_ENDPOINT") return { status: 503, code, message };
-  if (code === "ECIRCUIT_OPEN") return { status: 503, code, message };
-  if (code === "ETOO_LARGE") return { status: 413, code, message };
-  if (TIMEOUT_CODES.has(code)) return { status: 504, code: "ETIMEOUT", message: `upstream timed out (${message})` };
-  return { status: 502, code: "EUPSTREAM", message: `upstream failed: ${message}${code ? ` (${code})` : ""}` };
-}
-
-/** The sticky key for ring hash: the client's address or a header's value; nothing for other pickers. */
-function pickContext(up: Upstream, ex: GatewayExchange): PickContext | undefined {
-  if (up.spec.upstream.picker !== "ring_hash") return undefined;
-  if (up.hashOn === "ip") return { hash: hashString(ex.clientIp) };
-  const v = ex.req.headers[up.hashOn.slice(7).toLowerCase()];
-  return { key: (Array.isArray(v) ? v[0] : v) ?? ex.clientIp };
-}
-
-function splitUrl(url: string): [string, string] {
-  const q = url.indexOf("?");
-  return q < 0 ? [normalizePath(url), ""] : [normalizePath(url.slice(0, q)), url.slice(q)];
-}
-
-function hostOf(header: string | undefined): string {
-  if (!header) return "";
-  if (header.startsWith("[")) return header.slice(0, header.indexOf("]") + 1).toLowerCase();
-  const colon = header.indexOf(":");
-  return (colon < 0 ? header : header.slice(0, colon)).toLowerCase();
-}
-
-function hasBody(req: IncomingMessage): boolean {
-  const length = req.headers["content-length"];
-  if (length !== undefined) return length !== "0";
-  return req.headers["transfer-encoding"] !== undefined;
 }
 
 export class Gateway {
