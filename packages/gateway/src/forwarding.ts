@@ -145,7 +145,20 @@ export function pickContext(up: Upstream, ex: GatewayExchange): PickContext | un
   return { key: (Array.isArray(v) ? v[0] : v) ?? ex.clientIp };
 }
 
+/**
+ * The request target as [path, query]. An absolute-form target ("http://host/p", which
+ * servers must accept) gives its path; anything else not starting with "/" gives "" (refused).
+ */
 export function splitUrl(url: string): [string, string] {
+  if (!url.startsWith("/")) {
+    if (!/^https?:\/\//i.test(url)) return ["", ""];
+    try {
+      const parsed = new URL(url);
+      return [normalizePath(parsed.pathname), parsed.search];
+    } catch {
+      return ["", ""];
+    }
+  }
   const q = url.indexOf("?");
   return q < 0 ? [normalizePath(url), ""] : [normalizePath(url.slice(0, q)), url.slice(q)];
 }

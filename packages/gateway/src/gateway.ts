@@ -238,6 +238,13 @@ export class Gateway {
   }
 
   async #serve(ex: GatewayExchange, route: CompiledRoute | undefined): Promise<void> {
+    if (ex.path === "") {
+      return this.#reply(ex, undefined, {
+        status: 400,
+        code: "EBAD_REQUEST",
+        message: `request target ${JSON.stringify(ex.req.url)} is neither a path nor an absolute URL`,
+      });
+    }
     for (const p of this.#global.onRequest) {
       let r = p.onRequest!(ex);
       if (r !== undefined && typeof (r as Promise<unknown>).then === "function") r = await r;
@@ -484,6 +491,9 @@ export class Gateway {
         let r = p.onRequest!(ex);
         if (r !== undefined && typeof (r as Promise<unknown>).then === "function") r = await r;
         if (r) return this.#send(ex, route, r as Reply);
+      }
+      if (ex.path === "") {
+        return this.#reply(ex, undefined, { status: 400, code: "EBAD_REQUEST", message: "bad request target" });
       }
       if (!route) {
         return this.#reply(ex, route, {

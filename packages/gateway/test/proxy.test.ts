@@ -114,6 +114,12 @@ describe("proxy", () => {
         socket.once("error", reject);
       });
     assert.equal((await raw("/api/../admin")).status, 404);
+    const absolute = await raw("http://elsewhere.example/api/y?z=1");
+    assert.equal(absolute.status, 200, "an absolute-form target is routed by its path");
+    assert.match(absolute.body, /"url":"\/api\/y\?z=1"/);
+    const bad = await raw("*");
+    assert.equal(bad.status, 400);
+    assert.match(bad.body, /EBAD_REQUEST/);
     assert.equal((await raw("/api/%2E%2e/admin")).status, 404);
     const inside = await raw("/api/./users/%2e%2e/x?q=1");
     assert.equal(inside.status, 200);
