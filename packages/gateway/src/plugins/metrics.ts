@@ -33,6 +33,7 @@ const ERROR_CODES = new Set([
   "EFORBIDDEN",
   "ERATE_LIMITED",
   "ECANCELLED",
+  "EBAD_REQUEST",
 ]);
 
 function metricsFor(registry: Registry): Metrics {
