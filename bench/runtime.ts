@@ -7,6 +7,7 @@
 // thread, at the same concurrency, alternating rounds.
 // Last line: round robin and P2C peak-EWMA picks/s (targets: 5M/s and 1M/s) and the request
 // overhead (target: at most 10%).
+import { randomUUID } from "node:crypto";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
@@ -14,7 +15,9 @@ import { createHttpClient } from "@cairn/client";
 import { openEmbedded } from "@cairn/embedded";
 import { register } from "@cairn/recipes";
 import {
+  childTrace,
   endpoint,
+  formatTraceparent,
   leastRequest,
   maglev,
   outlierEjection,
@@ -110,8 +113,15 @@ async function rate(call: () => Promise<void>, seconds: number): Promise<number>
   return done / ((performance.now() - start) / 1000);
 }
 
-/** client.request against raw undici to one local endpoint: medians of alternating rounds. */
-async function requestOverhead(): Promise<{ raw: number; client: number; overhead: number }> {
+/**
+ * client.request against raw undici to one local endpoint: medians of alternating rounds.
+ * Two raw baselines — pool.request() reading its body stream, and pool.dispatch() collecting
+ * chunks (what the client does underneath) — each sending the same request the client sends
+ * (an X-Request-ID and a traceparent, made fresh each time), and the overhead is taken
+ * against the faster: the cost of discovery, picking, policies and context, not of an API
+ * choice or of the two headers.
+ */
+async function requestOverhead(): Promise<{ request: number; dispatch: number; client: number; overhead: number }> {
   const worker = new Worker(new URL(import.meta.url), { workerData: { serve: true } });
   const port = await new Promise<number>((resolve, reject) => {
     worker.once("message", resolve);
@@ -121,21 +131,40 @@ async function requestOverhead(): Promise<{ raw: number; client: number; overhea
   await register(store, { service: "bench", id: "s1", address: "127.0.0.1", port, ttl: 60 });
   const client = createHttpClient(store, { pool: { connections: CONCURRENCY } });
   const pool = new Pool(`http://127.0.0.1:${port}`, { connections: CONCURRENCY });
+  const propagation = () => ({
+    "x-request-id": randomUUID(),
+    traceparent: formatTraceparent(childTrace(undefined)),
+  });
   const raw = async () => {
-    const res = await pool.request({ path: "/users/1", method: "GET" });
+    const res = await pool.request({ path: "/users/1", method: "GET", headers: propagation() });
     for await (const _ of res.body) {
     }
   };
+  const rawDispatch = () =>
+    new Promise<void>((resolve, reject) => {
+      pool.dispatch(
+        { path: "/users/1", method: "GET", headers: propagation() },
+        {
+          onRequestStart: () => {},
+          onResponseData: () => {},
+          onResponseEnd: () => resolve(),
+          onResponseError: (_c, err) => reject(err),
+        },
+      );
+    });
   const viaClient = async () => {
     const res = await client.request("bench", { path: "/users/1" });
     if (res.status !== 200) throw new Error(`status ${res.status}`);
   };
   await rate(raw, SECONDS);
+  await rate(rawDispatch, SECONDS);
   await rate(viaClient, SECONDS);
   const raws: number[] = [];
+  const dispatches: number[] = [];
   const clients: number[] = [];
   for (let round = 0; round < ROUNDS; round++) {
     raws.push(await rate(raw, SECONDS));
+    dispatches.push(await rate(rawDispatch, SECONDS));
     clients.push(await rate(viaClient, SECONDS));
   }
   await client.close();
@@ -143,8 +172,9 @@ async function requestOverhead(): Promise<{ raw: number; client: number; overhea
   await store.close();
   await worker.terminate();
   const r = median(raws);
+  const d = median(dispatches);
   const c = median(clients);
-  return { raw: r, client: c, overhead: (r / c - 1) * 100 };
+  return { request: r, dispatch: d, client: c, overhead: (Math.max(r, d) / c - 1) * 100 };
 }
 
 if (!isMainThread) {
@@ -177,7 +207,9 @@ if (!isMainThread) {
   );
   const req = await requestOverhead();
   const per = (n: number) => Math.round(n).toLocaleString("en-US");
-  console.log(`raw undici requests/s ${per(req.raw)}, client.request requests/s ${per(req.client)}`);
+  console.log(
+    `raw undici pool.request requests/s ${per(req.request)}, raw pool.dispatch requests/s ${per(req.dispatch)}, client.request requests/s ${per(req.client)}`,
+  );
   console.log(
     `runtime bench: rr picks/s ${pickRate("round robin")}, p2c-ewma picks/s ${pickRate("peak EWMA (P2C)")}, request overhead ${req.overhead.toFixed(1)}%`,
   );
