@@ -221,7 +221,7 @@ export class Gateway {
     );
     this.#inflight++;
     if (this.#draining) res.setHeader("connection", "close");
-    const match = this.table.router.match(ex);
+    const match = ex.path === "" ? undefined : this.table.router.match(ex);
     const route = match?.value;
     if (route && match) {
       route.enter();
@@ -469,7 +469,7 @@ export class Gateway {
       this.#maxBody,
     );
     socket.on("error", () => socket.destroy());
-    const match = this.table.router.match(ex);
+    const match = ex.path === "" ? undefined : this.table.router.match(ex);
     const route = match?.value;
     if (route && match) {
       route.enter();
