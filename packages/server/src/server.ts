@@ -9,7 +9,7 @@ import { DEFAULT_LIMITS, type StoreLimits } from "@cairn/core";
 import { type EmbeddedStore, openEmbedded } from "@cairn/embedded";
 import { type HealthChecker, startHealthChecker } from "@cairn/recipes";
 import { type Server as GrpcServer, ServerCredentials } from "@grpc/grpc-js";
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyRequest } from "fastify";
 import { type Logger, pino } from "pino";
 import { createClientPort } from "./client-port.js";
 import { AuthStore } from "./grpc/auth-store.js";
@@ -18,6 +18,7 @@ import { createGateway } from "./grpc/gateway.js";
 import { type CallObserver, createGrpcServer } from "./grpc/server.js";
 import { loadIdentity } from "./identity.js";
 import { createRestApi } from "./rest/app.js";
+import { HttpError } from "./rest/errors.js";
 import { ServerMetrics } from "./rest/metrics.js";
 
 export interface ServerOptions {
@@ -165,6 +166,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     const grpcPort = (l.address() as AddressInfo).port;
     http = await createRestApi({
       store,
+      authorize: restAuthorizer(auth),
       logger: log,
       ready: () => ready,
       metrics,
@@ -232,4 +234,38 @@ async function stopGrpc(server: GrpcServer, streams: Set<OpenStream>, graceMs: n
   const late = await Promise.race([drained.then(() => false), timedOut]);
   clearTimeout(timer);
   if (late) server.forceShutdown();
+}
+
+/**
+ * With auth on, the REST API answers only holders of the root role (it reads and writes
+ * across every prefix): `Authorization: Bearer <token>` with a token from etcd's
+ * Authenticate, or `Authorization: Basic` with a user's name and password.
+ */
+function restAuthorizer(auth: AuthStore): (request: FastifyRequest) => Promise<void> {
+  return async (request) => {
+    if (!auth.enabled) return;
+    const header = request.headers.authorization ?? "";
+    let token: string | undefined;
+    try {
+      if (header.startsWith("Bearer ")) token = header.slice(7).trim();
+      else if (header.startsWith("Basic ")) {
+        const decoded = Buffer.from(header.slice(6).trim(), "base64").toString("utf8");
+        const colon = decoded.indexOf(":");
+        if (colon <= 0) throw new Error("malformed basic credentials");
+        token = await auth.authenticate(decoded.slice(0, colon), decoded.slice(colon + 1));
+      }
+      if (token === undefined) throw new Error("no credentials");
+      auth.checkAdmin(auth.caller({ token, certName: undefined }));
+    } catch (err) {
+      const message = (err as { details?: string; message?: string }).details ?? (err as Error).message;
+      if (/permission denied/.test(message)) {
+        throw new HttpError(403, "EPERMISSION_DENIED", "the REST API needs a user with the root role while auth is on");
+      }
+      throw new HttpError(
+        401,
+        "EUNAUTHENTICATED",
+        `auth is on: send Authorization: Bearer <token> (etcd Authenticate) or Basic <user:password> (${message})`,
+      );
+    }
+  };
 }

@@ -33,6 +33,11 @@ export interface RestOptions {
   readonly metrics?: ServerMetrics;
   /** Largest request body in bytes (default 1.5 MiB, the store's request limit). */
   readonly bodyLimit?: number;
+  /**
+   * Checks who calls, for every route but the probes, /metrics and /openapi.json; throws an
+   * HttpError (401, 403) to refuse. Absent: anyone may call (auth off).
+   */
+  readonly authorize?: (request: FastifyRequest) => Promise<void>;
   /** Serve HTTPS with this material (the server's --cert-file etc.). */
   readonly tls?: {
     readonly cert: Buffer;
@@ -43,6 +48,8 @@ export interface RestOptions {
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+/** Served without credentials even when auth is on: probes, metrics, the API's description. */
+const OPEN_PATHS = new Set(["/healthz", "/readyz", "/metrics", "/openapi.json"]);
 
 export async function createRestApi(options: RestOptions): Promise<FastifyInstance> {
   const store = options.store;
@@ -74,6 +81,8 @@ export async function createRestApi(options: RestOptions): Promise<FastifyInstan
   });
   app.addHook("onRequest", async (request, reply) => {
     reply.header("x-request-id", request.id);
+    const path = request.url.split("?")[0] ?? "";
+    if (options.authorize && !OPEN_PATHS.has(path)) await options.authorize(request);
   });
   app.addHook("onResponse", async (request, reply) => {
     const route = request.routeOptions.url ?? "unmatched";
