@@ -74,8 +74,9 @@ function goEscape(json: string): string {
 
 /**
  * Reads a stored endpoint the way Go's json.Unmarshal into internal.Update does: field
- * names match case-insensitively, Op is not consulted (every put is an add, as etcd's
- * watcher treats it). Undefined for what etcd would skip (not JSON, Addr not a string) and
+ * names match case-insensitively (the last matching key wins), and Op must decode as a
+ * uint8 though its value is not consulted (every put is an add, as etcd's watcher treats
+ * it). Undefined for what etcd would skip (not JSON, Addr not a string, Op not 0-255) and
  * for an empty Addr, which nobody can dial.
  */
 export function decodeEndpoint(value: Buffer | string): Endpoint | undefined {
@@ -87,6 +88,10 @@ export function decodeEndpoint(value: Buffer | string): Endpoint | undefined {
   }
   if (json === null || typeof json !== "object" || Array.isArray(json)) return undefined;
   const fields = json as Record<string, unknown>;
+  const op = field(fields, "Op");
+  if (op !== undefined && op !== null && !(typeof op === "number" && Number.isInteger(op) && op >= 0 && op <= 255)) {
+    return undefined;
+  }
   const addr = field(fields, "Addr");
   if (addr !== undefined && typeof addr !== "string") return undefined;
   if (!addr) return undefined;
@@ -94,11 +99,15 @@ export function decodeEndpoint(value: Buffer | string): Endpoint | undefined {
   return { addr, metadata: metadata === undefined ? null : metadata };
 }
 
-/** Go's rule: an exact name match wins, else the last case-insensitive one. */
+/**
+ * Go's rule: each key of the object, in order, sets the field it matches exactly or
+ * case-insensitively, so the last matching key wins. (JSON.parse keeps only the last of
+ * keys that are exactly equal, which agrees.)
+ */
 function field(fields: Record<string, unknown>, name: string): unknown {
-  if (Object.hasOwn(fields, name)) return fields[name];
   let found: unknown;
-  for (const key of Object.keys(fields)) if (key.toLowerCase() === name.toLowerCase()) found = fields[key];
+  const lower = name.toLowerCase();
+  for (const key of Object.keys(fields)) if (key.toLowerCase() === lower) found = fields[key];
   return found;
 }
 
