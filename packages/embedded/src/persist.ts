@@ -4,7 +4,6 @@
 // WAL mode with synchronous=FULL, so a write acknowledged after commit() survives kill -9.
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
-import { Worker } from "node:worker_threads";
 import Database from "better-sqlite3";
 
 export interface ChangeRow {
@@ -35,11 +34,6 @@ export interface Loaded {
 export interface Persistence {
   load(): Loaded;
   commit(batch: Batch): void;
-  /**
-   * Commits off the main thread; resolves once the batch is durable. Batches commit in the
-   * order given. Absent: the engine commits synchronously with commit().
-   */
-  commitAsync?(batch: Batch): Promise<void>;
   size(): number;
   close(): void;
   /** Copies the committed state to a new database file at `path`, online. */
@@ -152,79 +146,5 @@ export class SqlitePersistence implements Persistence {
 
   close(): void {
     this.#db.close();
-  }
-}
-
-/**
- * SQLite with its commits in a worker thread (commit-worker.ts). The main thread keeps a
- * connection of its own for loading at open, the size, online backups and defragmenting;
- * the engine never runs those while a commit is in flight.
- */
-export class WorkerSqlitePersistence implements Persistence {
-  readonly #main: SqlitePersistence;
-  readonly #worker: Worker;
-  readonly #pending = new Map<number, { resolve: () => void; reject: (err: Error) => void }>();
-  #next = 0;
-  #failure: Error | undefined;
-
-  constructor(path: string) {
-    this.#main = new SqlitePersistence(path);
-    this.#worker = new Worker(new URL("./commit-worker.js", import.meta.url), { workerData: { path } });
-    // Held open only while a commit is in flight (see commitAsync).
-    this.#worker.unref();
-    this.#worker.on("message", (message: { id: number; error?: string }) => {
-      const waiter = this.#pending.get(message.id);
-      this.#pending.delete(message.id);
-      if (this.#pending.size === 0) this.#worker.unref();
-      if (!waiter) return;
-      if (message.error === undefined) waiter.resolve();
-      else waiter.reject(new Error(`commit failed: ${message.error}`));
-    });
-    const fail = (err: Error) => {
-      this.#failure = err;
-      for (const waiter of this.#pending.values()) waiter.reject(err);
-      this.#pending.clear();
-    };
-    this.#worker.on("error", fail);
-    this.#worker.on("exit", (code) => {
-      if (code !== 0 || this.#pending.size > 0) fail(new Error(`the commit worker exited (code ${code})`));
-    });
-  }
-
-  load(): Loaded {
-    return this.#main.load();
-  }
-
-  commit(batch: Batch): void {
-    // Only close() commits synchronously, after every async commit has settled.
-    this.#main.commit(batch);
-  }
-
-  commitAsync(batch: Batch): Promise<void> {
-    if (this.#failure) return Promise.reject(this.#failure);
-    const id = this.#next++;
-    return new Promise((resolve, reject) => {
-      this.#pending.set(id, { resolve, reject });
-      // An acknowledgement the caller awaits must keep the process alive until it comes.
-      this.#worker.ref();
-      this.#worker.postMessage({ id, batch });
-    });
-  }
-
-  size(): number {
-    return this.#main.size();
-  }
-
-  backup(path: string): Promise<void> {
-    return this.#main.backup(path);
-  }
-
-  defragment(): void {
-    this.#main.defragment();
-  }
-
-  close(): void {
-    this.#worker.postMessage({ close: true });
-    this.#main.close();
   }
 }

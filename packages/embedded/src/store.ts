@@ -59,7 +59,7 @@ const SORT_ORDERS: readonly SortOrder[] = ["none", "ascend", "descend"];
 const SORT_TARGETS: readonly SortTarget[] = ["key", "version", "create", "mod", "value"];
 
 import { type Entry, type KeyId, keyId, MvccIndex } from "./mvcc.js";
-import { type Batch, type ChangeRow, NoPersistence, type Persistence, WorkerSqlitePersistence } from "./persist.js";
+import { type Batch, type ChangeRow, NoPersistence, type Persistence, SqlitePersistence } from "./persist.js";
 import { EmbeddedWatcher, toEvent, WatchHub } from "./watch.js";
 
 export interface EmbeddedOptions {
@@ -112,9 +112,6 @@ export class EmbeddedStore implements Store {
   #closed = false;
   #failure: unknown;
   #commits = 0;
-  /** The commit on its way to disk, if any (only with a persistence that commits off-thread). */
-  #inFlight: Promise<void> | undefined;
-  #closing: Promise<void> | undefined;
   readonly #onCommit: ((durationMs: number, changes: number) => void) | undefined;
 
   constructor(persistence: Persistence, options: EmbeddedOptions = {}) {
@@ -470,8 +467,6 @@ export class EmbeddedStore implements Store {
   }
 
   #flush(): void {
-    // One commit at a time: what arrives meanwhile waits for it and goes in the next batch.
-    if (this.#inFlight) return;
     const batch = this.#batch;
     if (!batch) return;
     const waiters = this.#waiters;
@@ -480,55 +475,20 @@ export class EmbeddedStore implements Store {
     const from = this.#durable + 1;
     const to = this.#revision;
     const started = performance.now();
-    if (this.#persistence.commitAsync && !this.#closed) {
-      const committing = this.#persistence.commitAsync(batch).then(
-        () => {
-          this.#inFlight = undefined;
-          this.#committed(batch, from, to, waiters, started);
-          if (this.#batch) this.#flush();
-        },
-        (err: unknown) => {
-          this.#inFlight = undefined;
-          this.#commitFailed(err, waiters);
-        },
-      );
-      this.#inFlight = committing;
-      return;
-    }
     try {
       this.#persistence.commit(batch);
     } catch (err) {
-      this.#commitFailed(err, waiters);
+      // Memory is now ahead of disk: stop serving rather than show writes that may vanish.
+      this.#failure = err;
+      for (const w of waiters) w.reject(err);
+      void this.close();
       return;
     }
-    this.#committed(batch, from, to, waiters, started);
-  }
-
-  /** A batch is durable: readers and watchers see it, its writers hear back. */
-  #committed(batch: Batch, from: number, to: number, waiters: Waiter[], started: number): void {
     this.#commits++;
     this.#onCommit?.(performance.now() - started, batch.changes.length);
     this.#durable = to;
     if (to >= from) this.#hub.dispatch(this.#index.changes(from, to), to, (e) => this.#prevOf(e));
     for (const w of waiters) w.resolve();
-  }
-
-  #commitFailed(err: unknown, waiters: Waiter[]): void {
-    // Memory is now ahead of disk: stop serving rather than show writes that may vanish.
-    this.#failure = err;
-    for (const w of waiters) w.reject(err);
-    for (const w of this.#waiters) w.reject(err);
-    this.#waiters = [];
-    this.#batch = undefined;
-    void this.close();
-  }
-
-  /** Resolves once no commit is in flight and nothing waits to be committed. */
-  async #settled(): Promise<void> {
-    while (this.#inFlight || (this.#batch && this.#failure === undefined)) {
-      if (this.#inFlight) await this.#inFlight;
-      else this.#flush();
-    }
   }
 
   #prevOf(e: Entry): KeyValue | undefined {
@@ -747,14 +707,8 @@ export class EmbeddedStore implements Store {
   }
 
   async close(): Promise<void> {
-    if (this.#closing) return this.#closing;
-    this.#closing = this.#close();
-    return this.#closing;
-  }
-
-  async #close(): Promise<void> {
-    // Everything acknowledged or waiting to be is committed before the doors shut.
-    await this.#settled();
+    if (this.#closed) return;
+    if (this.#batch && this.#failure === undefined) this.#flush();
     this.#closed = true;
     clearInterval(this.#progressTimer);
     for (const state of this.#leases.values()) if (state.timer) clearTimeout(state.timer);
@@ -772,7 +726,6 @@ export class EmbeddedStore implements Store {
   async backup(path: string): Promise<void> {
     this.#checkOpen();
     if (!this.#persistence.backup) throw new InvalidArgumentError("backup", "a memory-only store has nothing on disk");
-    await this.#settled();
     await this.#persistence.backup(path);
   }
 
@@ -782,9 +735,6 @@ export class EmbeddedStore implements Store {
    */
   async defragment(): Promise<void> {
     this.#checkOpen();
-    // VACUUM must not race the committer: let the commit in flight land first (the main
-    // thread then runs VACUUM without yielding, so no other commit starts meanwhile).
-    while (this.#inFlight) await this.#inFlight;
     this.#persistence.defragment?.();
   }
 
@@ -852,8 +802,6 @@ function randomLeaseId(): LeaseId {
 
 /** Opens the embedded engine: durable in `dataDir`, or memory-only without one. */
 export function openEmbedded(options: EmbeddedOptions = {}): EmbeddedStore {
-  const persistence = options.dataDir
-    ? new WorkerSqlitePersistence(join(options.dataDir, DB_FILE))
-    : new NoPersistence();
+  const persistence = options.dataDir ? new SqlitePersistence(join(options.dataDir, DB_FILE)) : new NoPersistence();
   return new EmbeddedStore(persistence, options);
 }
