@@ -156,14 +156,16 @@ describe("etcd engine on a 3-member cluster", () => {
 
   it("a lease stays alive across the loss of the member serving its keepalives", async () => {
     const store = connect();
-    const lease = await store.grant(2);
+    // A TTL above an election's worth of time: the member killed may be the leader, and no
+    // member answers keepalives until a new one is elected (about 1-2 s with etcd's defaults).
+    const lease = await store.grant(5);
     try {
       await store.put("/lease-kill/a", "v", { lease: lease.id });
       await lease.keepAliveOnce();
       const victim = await cluster.indexOf(store.keepAliveMemberId ?? "");
       assert.ok(victim >= 0, "the store names the member answering keepalives");
       await cluster.kill(victim);
-      await sleep(3 * lease.ttl * 1000);
+      await sleep(2 * lease.ttl * 1000);
       assert.equal(lease.signal.aborted, false, `lease lost: ${String(lease.signal.reason)}`);
       assert.notEqual(await cluster.indexOf(store.keepAliveMemberId ?? ""), victim, "keepalives moved on");
       const ttl = await store.timeToLive(lease.id);
