@@ -57,6 +57,30 @@ export class Context {
     for (const row of rows) this.io.out(line(row));
   }
 
+  /** Prints a version history (of a config or a route), oldest first. */
+  history(
+    entries: readonly {
+      version: number;
+      op: string;
+      source?: number | undefined;
+      author: string;
+      time: string;
+      comment?: string | undefined;
+    }[],
+  ): void {
+    this.table(
+      ["VERSION", "OP", "AUTHOR", "TIME", "COMMENT"],
+      entries.map((h) => [
+        String(h.version),
+        h.op + (h.source ? ` (of ${h.source})` : ""),
+        h.author,
+        h.time,
+        h.comment ?? "",
+      ]),
+      entries,
+    );
+  }
+
   /** Prints a value: as JSON with --json, else `human`. */
   print(json: unknown, human: string): void {
     this.io.out(this.json ? JSON.stringify(json) : human);

@@ -85,17 +85,7 @@ export async function route(ctx: Context, args: string[]): Promise<number> {
     }
     case "history": {
       const history = await admin.history(needId());
-      ctx.table(
-        ["VERSION", "OP", "AUTHOR", "TIME", "COMMENT"],
-        history.map((h) => [
-          String(h.version),
-          h.op + (h.source ? ` (of ${h.source})` : ""),
-          h.author,
-          h.time,
-          h.comment ?? "",
-        ]),
-        history,
-      );
+      ctx.history(history);
       return 0;
     }
     case "rollback": {
