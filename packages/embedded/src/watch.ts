@@ -4,6 +4,7 @@
 import {
   inRange,
   type KeyValue,
+  ResponseQueue,
   type WatchEvent,
   type Watcher,
   type WatchFilter,
@@ -20,15 +21,10 @@ export interface WatchSpec {
   readonly minRevision: number;
 }
 
-type Resolver = { resolve: (r: IteratorResult<WatchResponse>) => void; reject: (e: unknown) => void };
-
 export class EmbeddedWatcher implements Watcher {
   readonly startRevision: number;
   readonly spec: WatchSpec;
-  readonly #queue: WatchResponse[] = [];
-  #waiting: Resolver | undefined;
-  #error: unknown;
-  #done = false;
+  readonly #responses = new ResponseQueue<WatchResponse>();
   readonly #onCancel: (w: EmbeddedWatcher) => void;
   readonly #progress: () => number;
 
@@ -40,29 +36,15 @@ export class EmbeddedWatcher implements Watcher {
   }
 
   get ended(): boolean {
-    return this.#done || this.#error !== undefined;
+    return this.#responses.ended;
   }
 
   push(response: WatchResponse): void {
-    if (this.ended) return;
-    if (this.#waiting) {
-      const w = this.#waiting;
-      this.#waiting = undefined;
-      w.resolve({ value: response, done: false });
-    } else {
-      this.#queue.push(response);
-    }
+    this.#responses.push(response);
   }
 
   fail(err: unknown): void {
-    if (this.ended) return;
-    this.#error = err;
-    this.#onCancel(this);
-    if (this.#waiting) {
-      const w = this.#waiting;
-      this.#waiting = undefined;
-      w.reject(err);
-    }
+    if (this.#responses.fail(err)) this.#onCancel(this);
   }
 
   requestProgress(): void {
@@ -70,32 +52,11 @@ export class EmbeddedWatcher implements Watcher {
   }
 
   cancel(): void {
-    if (this.ended) return;
-    this.#done = true;
-    this.#onCancel(this);
-    if (this.#waiting) {
-      const w = this.#waiting;
-      this.#waiting = undefined;
-      w.resolve({ value: undefined, done: true });
-    }
+    if (this.#responses.end()) this.#onCancel(this);
   }
 
   [Symbol.asyncIterator](): AsyncIterator<WatchResponse> {
-    return {
-      next: () => {
-        const value = this.#queue.shift();
-        if (value) return Promise.resolve({ value, done: false });
-        if (this.#error !== undefined) return Promise.reject(this.#error);
-        if (this.#done) return Promise.resolve({ value: undefined, done: true });
-        return new Promise((resolve, reject) => {
-          this.#waiting = { resolve, reject };
-        });
-      },
-      return: () => {
-        this.cancel();
-        return Promise.resolve({ value: undefined, done: true });
-      },
-    };
+    return this.#responses.iterator(() => this.cancel());
   }
 }
 

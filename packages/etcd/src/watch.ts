@@ -5,6 +5,7 @@
 import {
   CompactedError,
   PermissionDeniedError,
+  ResponseQueue,
   UnavailableError,
   type WatchEvent,
   type Watcher,
@@ -42,8 +43,6 @@ const WATCH_BATCH_MAX_REVS = 1000;
 const MIN_BACKOFF_MS = 50;
 const MAX_BACKOFF_MS = 1000;
 
-type Resolver = { resolve: (r: IteratorResult<WatchResponse>) => void; reject: (e: unknown) => void };
-
 export class EtcdWatcher implements Watcher {
   readonly #spec: WatchSpec;
   readonly #host: WatchHost;
@@ -56,10 +55,7 @@ export class EtcdWatcher implements Watcher {
   #backoff = MIN_BACKOFF_MS;
   #fragments: IEvent[] = [];
   #progressWanted = false;
-  readonly #queue: WatchResponse[] = [];
-  #waiting: Resolver | undefined;
-  #error: unknown;
-  #done = false;
+  readonly #responses = new ResponseQueue<WatchResponse>();
   #established: { resolve: () => void; reject: (e: unknown) => void } | undefined;
   #lastFailure: unknown;
   /** The member serving the watch now (etcd's member id, decimal), for tests and metrics. */
@@ -78,7 +74,7 @@ export class EtcdWatcher implements Watcher {
   }
 
   get ended(): boolean {
-    return this.#done || this.#error !== undefined;
+    return this.#responses.ended;
   }
 
   /**
@@ -275,26 +271,13 @@ export class EtcdWatcher implements Watcher {
   }
 
   #push(response: WatchResponse): void {
-    if (this.ended) return;
-    if (this.#waiting) {
-      const w = this.#waiting;
-      this.#waiting = undefined;
-      w.resolve({ value: response, done: false });
-    } else {
-      this.#queue.push(response);
-    }
+    this.#responses.push(response);
   }
 
   /** Ends the watch with an error (compaction, closed store); buffered responses come first. */
   fail(err: unknown): void {
-    if (this.ended) return;
-    this.#error = err;
+    if (!this.#responses.fail(err)) return;
     this.#teardown();
-    if (this.#waiting) {
-      const w = this.#waiting;
-      this.#waiting = undefined;
-      w.reject(err);
-    }
     if (this.#established) {
       const pending = this.#established;
       this.#established = undefined;
@@ -319,14 +302,8 @@ export class EtcdWatcher implements Watcher {
   }
 
   cancel(): void {
-    if (this.ended) return;
-    this.#done = true;
+    if (!this.#responses.end()) return;
     this.#teardown();
-    if (this.#waiting) {
-      const w = this.#waiting;
-      this.#waiting = undefined;
-      w.resolve({ value: undefined, done: true });
-    }
     // Cancelled while being created: the watch resolves, and its iteration ends at once.
     if (this.#established) {
       const pending = this.#established;
@@ -345,21 +322,7 @@ export class EtcdWatcher implements Watcher {
   }
 
   [Symbol.asyncIterator](): AsyncIterator<WatchResponse> {
-    return {
-      next: () => {
-        const value = this.#queue.shift();
-        if (value) return Promise.resolve({ value, done: false });
-        if (this.#error !== undefined) return Promise.reject(this.#error);
-        if (this.#done) return Promise.resolve({ value: undefined, done: true });
-        return new Promise((resolve, reject) => {
-          this.#waiting = { resolve, reject };
-        });
-      },
-      return: () => {
-        this.cancel();
-        return Promise.resolve({ value: undefined, done: true });
-      },
-    };
+    return this.#responses.iterator(() => this.cancel());
   }
 }
 
