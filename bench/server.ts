@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { startEtcdCluster } from "@cairn/testing";
 import { Etcd3 } from "etcd3";
-import { median, percentile, throughput } from "./stats.js";
+import { median, percentile, printTable, throughput } from "./stats.js";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
@@ -155,10 +155,6 @@ const table = rows.map(([label, key, fmt]) => {
   const etcd = results[1]?.[1][key] ?? 0;
   return [label, ...results.map(([, f]) => fmt(f[key])), etcd ? `${(cairn / etcd).toFixed(2)}x` : "-"];
 });
-const widths = header.map((h, i) => Math.max(h.length, ...table.map((r) => (r[i] ?? "").length)));
-const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(" | ")} |`;
-console.log(line(header));
-console.log(line(widths.map((w) => "-".repeat(w))));
-for (const r of table) console.log(line(r));
+printTable(header, table);
 const ratio = (results[0]?.[1].puts64 ?? 0) / (results[1]?.[1].puts64 ?? 1);
 console.log(`server bench: cairn/etcd puts/s ratio ${ratio.toFixed(2)}`);

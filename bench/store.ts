@@ -9,7 +9,7 @@ import type { Store } from "@cairn/core";
 import { openEmbedded } from "@cairn/embedded";
 import { connectEtcd } from "@cairn/etcd";
 import { startEtcdCluster } from "@cairn/testing";
-import { median, percentile, throughput } from "./stats.js";
+import { median, percentile, printTable, throughput } from "./stats.js";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
@@ -111,10 +111,6 @@ const table = rows.map(([label, key, fmt]) => {
   const etcd = results[2]?.[1][key] ?? 0;
   return [label, ...results.map(([, f]) => fmt(f[key])), etcd ? `${(disk / etcd).toFixed(2)}x` : "-"];
 });
-const widths = header.map((h, i) => Math.max(h.length, ...table.map((r) => (r[i] ?? "").length)));
-const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(" | ")} |`;
-console.log(line(header));
-console.log(line(widths.map((w) => "-".repeat(w))));
-for (const r of table) console.log(line(r));
+printTable(header, table);
 const ratio = (results[0]?.[1].puts64 ?? 0) / (results[2]?.[1].puts64 ?? 1);
 console.log(`store bench: embedded/etcd puts/s ratio ${ratio.toFixed(2)}`);
