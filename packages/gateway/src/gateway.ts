@@ -201,8 +201,12 @@ export class Gateway {
     };
   }
 
-  /** The request handler (usable from another http server too). */
-  handle(req: IncomingMessage, res: ServerResponse): void {
+  /** A request's exchange, and the route it matched (entered, path rewritten, headers applied). */
+  #begin(
+    req: IncomingMessage,
+    res: ServerResponse,
+    remoteAddress: string,
+  ): { ex: GatewayExchange; route: CompiledRoute | undefined; requestId: string } {
     const startedAt = performance.now();
     const [path, query] = splitUrl(req.url ?? "/");
     const incomingId = req.headers["x-request-id"];
@@ -215,12 +219,10 @@ export class Gateway {
       hostOf(req.headers.host),
       path,
       query,
-      req.socket.remoteAddress ?? "",
+      remoteAddress,
       startedAt,
       this.#maxBody,
     );
-    this.#inflight++;
-    if (this.#draining) res.setHeader("connection", "close");
     const match = ex.path === "" ? undefined : this.table.router.match(ex);
     const route = match?.value;
     if (route && match) {
@@ -230,6 +232,14 @@ export class Gateway {
       ex.upstreamPath = rewritePath(route.route, route.rewriteRegex, path, query, match.params, match.matchedLength);
       applyHeaderOps(ex.upstreamHeaders, route.route.requestHeaders);
     }
+    return { ex, route, requestId };
+  }
+
+  /** The request handler (usable from another http server too). */
+  handle(req: IncomingMessage, res: ServerResponse): void {
+    const { ex, route, requestId } = this.#begin(req, res, req.socket.remoteAddress ?? "");
+    this.#inflight++;
+    if (this.#draining) res.setHeader("connection", "close");
     res.once("close", () => this.#finish(ex, route));
     void this.#serve(ex, route).catch((err) => {
       this.logger.error({ err, requestId }, "gateway failed on a request");
@@ -452,32 +462,8 @@ export class Gateway {
   handleUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
     const res = new ServerResponse(req);
     res.assignSocket(socket);
-    const startedAt = performance.now();
-    const [path, query] = splitUrl(req.url ?? "/");
-    const incomingId = req.headers["x-request-id"];
-    const requestId = typeof incomingId === "string" && REQUEST_ID.test(incomingId) ? incomingId : randomUUID();
-    const ex = new GatewayExchange(
-      req,
-      res,
-      requestId,
-      req.method ?? "GET",
-      hostOf(req.headers.host),
-      path,
-      query,
-      socket.remoteAddress ?? "",
-      startedAt,
-      this.#maxBody,
-    );
+    const { ex, route, requestId } = this.#begin(req, res, socket.remoteAddress ?? "");
     socket.on("error", () => socket.destroy());
-    const match = ex.path === "" ? undefined : this.table.router.match(ex);
-    const route = match?.value;
-    if (route && match) {
-      route.enter();
-      ex.routeId = route.id;
-      ex.params = match.params;
-      ex.upstreamPath = rewritePath(route.route, route.rewriteRegex, path, query, match.params, match.matchedLength);
-      applyHeaderOps(ex.upstreamHeaders, route.route.requestHeaders);
-    }
     this.#inflight++;
     let finished = false;
     const finish = () => {
