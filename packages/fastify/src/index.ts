@@ -1,5 +1,3 @@
 // @cairn/fastify: the Cairn plugin for Fastify.
-export type { AuthOptions } from "./auth.js";
-export type { MetricsOptions } from "./metrics.js";
+export type { AuthOptions, GlobalRateLimitOptions, MetricsOptions } from "@cairn/service-kit";
 export * from "./plugin.js";
-export type { GlobalRateLimitOptions, RateLimitOptions } from "./rate-limit.js";

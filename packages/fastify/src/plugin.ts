@@ -3,33 +3,36 @@
 // request (and every call made while handling it); an access log; JWT auth; per-client rate
 // limits; JSON errors carrying the request id; Prometheus metrics by route pattern; and a
 // config value kept live from the config center.
-import { STATUS_CODES } from "node:http";
 import type { AddressInfo } from "node:net";
 import { networkInterfaces } from "node:os";
-import { InvalidArgumentError, isCairnError, type Store } from "@cairn/core";
-import { configCenter, type RegisterOptions, type Registration, register } from "@cairn/recipes";
+import { InvalidArgumentError, type Store } from "@cairn/core";
+import { type RegisterOptions, type Registration, register } from "@cairn/recipes";
 import { acceptRequestId, contextFromHeaders, newRequestId, type RequestContext, runWithContext } from "@cairn/runtime";
-import type { FastifyPluginAsync, FastifyReply } from "fastify";
+import {
+  type AuthOptions,
+  authenticate,
+  errorBody,
+  errorReply,
+  type LiveConfig,
+  type LiveConfigOptions,
+  liveConfig,
+  type MetricsOptions,
+  makeMetrics,
+  makeVerifier,
+  requestLimiter,
+  retryAfter,
+  type RateLimitOptions as SharedRateLimitOptions,
+} from "@cairn/service-kit";
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import fp from "fastify-plugin";
 import type { Logger } from "pino";
-import type { z } from "zod";
-import { type AuthOptions, makeVerifier } from "./auth.js";
-import { type MetricsOptions, makeMetrics } from "./metrics.js";
-import { makeGlobalLimiter, makeRateLimiter, type RateLimitOptions } from "./rate-limit.js";
 
 /** The config `fastify.config` holds; augment it with your schema's type. */
 // biome-ignore lint/suspicious/noEmptyInterface: declaration merging point for applications
 export interface CairnConfig {}
 
-export interface ConfigOptions<T> {
-  /** The config's name in the config center. */
-  readonly name: string;
-  readonly group?: string;
-  /** Parses every value; a stored value it refuses is skipped (and logged), the last good one stays. */
-  readonly schema: z.ZodType<T>;
-  /** Used while the config does not exist; without it, a missing config fails startup. */
-  readonly default?: T;
-}
+export type ConfigOptions<T> = LiveConfigOptions<T>;
+export type RateLimitOptions = SharedRateLimitOptions<FastifyRequest>;
 
 export interface CairnPluginOptions {
   readonly store: Store;
@@ -138,7 +141,7 @@ function sendError(reply: FastifyReply, status: number, error: string, message: 
   return reply
     .code(status)
     .type("application/json; charset=utf-8")
-    .send({ error, message, ...(code ? { code } : {}), requestId: reply.request.requestId });
+    .send(errorBody({ error, message, ...(code ? { code } : {}) }, reply.request.requestId));
 }
 
 const plugin: FastifyPluginAsync<CairnPluginOptions> = async (fastify, options) => {
@@ -179,23 +182,18 @@ const plugin: FastifyPluginAsync<CairnPluginOptions> = async (fastify, options) 
   if (metrics) exempt.add(metrics.path);
 
   if (options.rateLimit) {
-    const limiter = makeRateLimiter(options.rateLimit);
-    const global = options.rateLimit.global
-      ? makeGlobalLimiter(
-          store,
-          options.namespace ?? "default",
-          options.rateLimit.global.name ?? options.service ?? "default",
-          options.rateLimit.global,
-          options.rateLimit.key ?? ((request) => request.ip),
-          (err) => fastify.log.warn({ err }, "global rate limit unavailable; letting the request through"),
-        )
-      : undefined;
+    const limiter = requestLimiter(options.rateLimit, {
+      defaultKey: (request: FastifyRequest) => request.ip,
+      store,
+      namespace: options.namespace ?? "default",
+      name: options.service ?? "default",
+      onError: (err) => fastify.log.warn({ err }, "global rate limit unavailable; letting the request through"),
+    });
     fastify.addHook("onRequest", async (request, reply) => {
       if (request.routeOptions.config?.rateLimit === false || exempt.has(request.routeOptions.url ?? "")) return;
-      let retryAfterMs = limiter.take(request);
-      if (retryAfterMs === 0 && global) retryAfterMs = await global.take(request);
+      const retryAfterMs = await limiter.take(request);
       if (retryAfterMs === 0) return;
-      reply.header("retry-after", String(Math.max(1, Math.ceil(retryAfterMs / 1000))));
+      reply.header("retry-after", retryAfter(retryAfterMs));
       return sendError(reply, 429, "too many requests", "rate limit exceeded", "ERATE_LIMITED");
     });
   }
@@ -205,34 +203,21 @@ const plugin: FastifyPluginAsync<CairnPluginOptions> = async (fastify, options) 
     fastify.addHook("onRequest", async (request, reply) => {
       const route = request.routeOptions.url ?? "";
       if (request.routeOptions.config?.auth === false || exempt.has(route)) return;
-      const header = request.headers.authorization;
-      const token = typeof header === "string" && /^bearer /i.test(header) ? header.slice(7).trim() : undefined;
-      if (!token) {
-        reply.header("www-authenticate", 'Bearer realm="api"');
-        return sendError(reply, 401, "unauthorized", "a bearer token is required", "EUNAUTHENTICATED");
+      const outcome = await authenticate(verify, request.headers.authorization);
+      if (outcome.ok) {
+        request.user = outcome.claims;
+        return;
       }
-      try {
-        request.user = await verify(token);
-      } catch (err) {
-        reply.header("www-authenticate", 'Bearer error="invalid_token"');
-        const message = err instanceof Error ? err.message : "invalid token";
-        return sendError(reply, 401, "unauthorized", message, "EUNAUTHENTICATED");
-      }
+      reply.header("www-authenticate", outcome.challenge);
+      return sendError(reply, 401, "unauthorized", outcome.message, "EUNAUTHENTICATED");
     });
   }
 
   // --- errors ------------------------------------------------------------------------------
-  fastify.setErrorHandler((error: { statusCode?: number; message?: string; code?: string }, request, reply) => {
-    const status =
-      typeof error.statusCode === "number" && error.statusCode >= 400 && error.statusCode < 600
-        ? error.statusCode
-        : 500;
-    if (status >= 500) {
-      request.log.error({ err: error, requestId: request.requestId }, "request failed");
-      return sendError(reply, status, "internal server error", "the server failed to handle the request");
-    }
-    const text = (STATUS_CODES[status] ?? "error").toLowerCase();
-    return sendError(reply, status, text, error.message ?? text, error.code);
+  fastify.setErrorHandler((error, request, reply) => {
+    const answer = errorReply(error);
+    if (answer.internal) request.log.error({ err: error, requestId: request.requestId }, "request failed");
+    return sendError(reply, answer.status, answer.error, answer.message, answer.code);
   });
 
   // --- access log and metrics --------------------------------------------------------------
@@ -262,46 +247,17 @@ const plugin: FastifyPluginAsync<CairnPluginOptions> = async (fastify, options) 
   }
 
   // --- config ------------------------------------------------------------------------------
-  let config: CairnConfig | undefined;
-  const configListeners = new Set<(config: CairnConfig) => void>();
-  if (options.config) {
-    const { name, schema, group } = options.config;
-    const center = configCenter(store, {
-      ...(options.namespace !== undefined ? { namespace: options.namespace } : {}),
-      ...(group !== undefined ? { group } : {}),
-    });
-    const first = await center.read(name, { schema });
-    config = first.config?.value ?? options.config.default;
-    if (config === undefined) {
-      throw new InvalidArgumentError(
-        "config.name",
-        `config ${JSON.stringify(name)} does not exist and no default is given`,
-      );
-    }
-    void (async () => {
-      try {
-        for await (const update of center.watch(name, {
-          schema,
-          after: first.revision,
-          signal: closed.signal,
-          onInvalid: (err) =>
-            fastify.log.warn({ err, config: name }, "config value refused by the schema; keeping the last good one"),
-        })) {
-          const next = update.type === "put" ? update.config.value : options.config?.default;
-          if (next === undefined) continue;
-          config = next;
-          for (const listener of configListeners) listener(next);
-        }
-      } catch (err) {
-        if (!closed.signal.aborted && !isCairnError(err, "ECLOSED")) {
-          fastify.log.error({ err, config: name }, "config watch ended");
-        }
-      }
-    })();
-  }
+  const live: LiveConfig<CairnConfig> | undefined = options.config
+    ? await liveConfig(store, options.config, {
+        ...(options.namespace !== undefined ? { namespace: options.namespace } : {}),
+        onInvalid: (err, name) =>
+          fastify.log.warn({ err, config: name }, "config value refused by the schema; keeping the last good one"),
+        onError: (err, name) => fastify.log.error({ err, config: name }, "config watch ended"),
+      })
+    : undefined;
   fastify.decorate("config", {
     getter(): CairnConfig {
-      return config as CairnConfig;
+      return live?.value as CairnConfig;
     },
   });
 
@@ -361,8 +317,7 @@ const plugin: FastifyPluginAsync<CairnPluginOptions> = async (fastify, options) 
       return registration;
     },
     onConfigChange(listener) {
-      configListeners.add(listener);
-      return () => configListeners.delete(listener);
+      return live ? live.onChange(listener) : () => {};
     },
   };
   fastify.decorate("cairn", handle);
@@ -415,6 +370,7 @@ const plugin: FastifyPluginAsync<CairnPluginOptions> = async (fastify, options) 
     await drain();
     // Stops the config watch before onClose hooks (which may close the store) run.
     closed.abort();
+    live?.close();
   });
 
   const onSignal = (signal: NodeJS.Signals) => {
@@ -434,6 +390,7 @@ const plugin: FastifyPluginAsync<CairnPluginOptions> = async (fastify, options) 
 
   fastify.addHook("onClose", async () => {
     closed.abort();
+    live?.close();
     if (reportTimer) clearInterval(reportTimer);
     process.off("SIGTERM", onSignal);
     process.off("SIGINT", onSignal);

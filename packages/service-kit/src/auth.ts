@@ -24,6 +24,7 @@ export interface AuthOptions {
 export type Verifier = (token: string) => Promise<Record<string, unknown>>;
 
 export function makeVerifier(options: AuthOptions): Verifier {
+  if (options === null || typeof options !== "object") throw new InvalidArgumentError("auth", "expected an object");
   const given = [options.secret, options.publicKey, options.jwks, options.jwksUrl].filter((k) => k !== undefined);
   if (given.length !== 1) {
     throw new InvalidArgumentError("auth", "expected exactly one of secret, publicKey, jwks or jwksUrl");
@@ -66,4 +67,30 @@ export function makeVerifier(options: AuthOptions): Verifier {
   }
   const set = createRemoteJWKSet(url);
   return async (token) => (await jwtVerify(token, set, verifyOptions)).payload;
+}
+
+/** What a request's Authorization header came to: the verified claims, or why it is refused. */
+export type AuthOutcome =
+  | { readonly ok: true; readonly claims: Record<string, unknown> }
+  | {
+      readonly ok: false;
+      readonly message: string;
+      /** The WWW-Authenticate header to answer the 401 with. */
+      readonly challenge: string;
+    };
+
+/** Checks a request's Authorization header (a bearer JWT) with `verify`; never throws. */
+export async function authenticate(
+  verify: Verifier,
+  authorization: string | string[] | undefined,
+): Promise<AuthOutcome> {
+  const header = Array.isArray(authorization) ? authorization[0] : authorization;
+  const token = typeof header === "string" && /^bearer /i.test(header) ? header.slice(7).trim() : "";
+  if (!token) return { ok: false, message: "a bearer token is required", challenge: 'Bearer realm="api"' };
+  try {
+    return { ok: true, claims: await verify(token) };
+  } catch (err) {
+    const message = err instanceof Error ? err.message : "invalid token";
+    return { ok: false, message, challenge: 'Bearer error="invalid_token"' };
+  }
 }
