@@ -1,36 +1,85 @@
 // @cairn/express: Cairn for Express apps as plain middleware — request id and trace context,
-// an access log, per-client rate limits, Prometheus metrics by route pattern, JSON errors with
-// the request id, a health endpoint wired to a TTL check, and registration helpers that
-// register once the server listens and drain on close or SIGTERM.
-import { type IncomingMessage, type Server, type ServerResponse, STATUS_CODES } from "node:http";
+// an access log, JWT auth, per-client (and optionally global) rate limits, Prometheus metrics
+// by route pattern, JSON errors with the request id, a config value kept live from the config
+// center, a health endpoint wired to a TTL check, and registration helpers that register once
+// the server listens and drain on close or SIGTERM.
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { networkInterfaces } from "node:os";
-import { InvalidArgumentError, type Store } from "@cairn/core";
+import { InvalidArgumentError, type Store, UnavailableError } from "@cairn/core";
 import { type RegisterOptions, type Registration, register } from "@cairn/recipes";
+import { contextFromHeaders, type RequestContext, runWithContext } from "@cairn/runtime";
 import {
-  contextFromHeaders,
-  type RateLimiterPolicy,
-  type RequestContext,
-  rateLimiter,
-  runWithContext,
-} from "@cairn/runtime";
+  type AuthOptions,
+  advertisedAddress,
+  authenticate,
+  checkLiveConfigOptions,
+  checkServiceOptions,
+  errorBody,
+  errorReply,
+  type LiveConfig,
+  type LiveConfigOptions,
+  liveConfig,
+  type MetricsOptions,
+  makeMetrics,
+  makeVerifier,
+  type RateLimitOptions,
+  requestLimiter,
+  retryAfter,
+} from "@cairn/service-kit";
 import { type Logger, pino } from "pino";
-import { Counter, Histogram, Registry } from "prom-client";
+import type { Registry } from "prom-client";
+
+export type { AuthOptions, GlobalRateLimitOptions, LiveConfigOptions, MetricsOptions } from "@cairn/service-kit";
+
+/** The config `req.cairnConfig` and `res.locals.cairnConfig` hold; augment it with your schema's type. */
+// biome-ignore lint/suspicious/noEmptyInterface: declaration merging point for applications
+export interface CairnConfig {}
+
+declare global {
+  namespace Express {
+    interface Request {
+      /** The X-Request-ID received or made for this request. */
+      requestId?: string;
+      cairnContext?: RequestContext;
+      /** The config as it was when this request came in (see CairnExpressOptions.config). */
+      cairnConfig?: CairnConfig;
+    }
+    interface Locals {
+      cairnConfig?: CairnConfig;
+    }
+  }
+}
 
 /** The request as these middlewares see it: Node's, plus what Express and they add. */
 export interface CairnRequest extends IncomingMessage {
   requestId?: string;
   cairnContext?: RequestContext;
-  /** Express: the matched route (its path is the pattern) and the router's mount path. */
+  /** The verified JWT claims, when auth is on and the path is not public. */
+  user?: Record<string, unknown>;
+  cairnConfig?: CairnConfig;
+  /** Express: the matched route (its path is the pattern), the router's mount path, the URL's path. */
   route?: { path?: string };
   baseUrl?: string;
+  path?: string;
   ip?: string;
 }
+/** The response as these middlewares see it: Node's, plus Express's `locals`. */
+export interface CairnResponse extends ServerResponse {
+  locals?: Record<string, unknown>;
+}
 type Next = (err?: unknown) => void;
-export type Middleware = (req: CairnRequest, res: ServerResponse, next: Next) => void;
-export type ErrorMiddleware = (err: unknown, req: CairnRequest, res: ServerResponse, next: Next) => void;
+export type Middleware = (req: CairnRequest, res: CairnResponse, next: Next) => void;
+export type ErrorMiddleware = (err: unknown, req: CairnRequest, res: CairnResponse, next: Next) => void;
 
-export interface CairnExpressOptions {
+export interface ExpressAuthOptions extends AuthOptions {
+  /**
+   * true (default): every request not on a public path needs a token (`cairn.middleware`
+   * checks it). false: only routes that use `cairn.authenticate` do.
+   */
+  readonly global?: boolean;
+}
+
+export interface CairnExpressOptions<C = CairnConfig> {
   readonly store?: Store;
   /** Service to register as (needs `store`). */
   readonly service?: string;
@@ -47,18 +96,26 @@ export interface CairnExpressOptions {
   readonly accessLog?: Logger | false;
   /** Where failed requests are logged (default: the access log's logger, else a pino logger on stdout). */
   readonly logger?: Logger;
-  readonly rateLimit?: {
-    readonly ratePerSecond: number;
-    readonly burst?: number;
-    readonly key?: (req: CairnRequest) => string;
-    readonly maxClients?: number;
-  };
-  readonly metrics?: { readonly registry?: Registry } | false;
+  /** Bearer JWTs verified with jose against a secret, a public key, a key set or a JWKS URL. */
+  readonly auth?: ExpressAuthOptions;
+  /** Token bucket per client (default key: its IP); `global` adds a limit counted in the store. */
+  readonly rateLimit?: RateLimitOptions<CairnRequest>;
+  /** Paths that need no token and are not rate limited (default: "/health" and the metrics path). */
+  readonly publicPaths?: readonly string[];
+  /** Prometheus metrics (default on; serve them with `cairn.metricsHandler` at `path`); false for none. */
+  readonly metrics?: MetricsOptions | false;
+  /** A config from the config center (needs `store`), kept live: `cairn.config`, `req.cairnConfig`. */
+  readonly config?: LiveConfigOptions<C>;
 }
 
-export interface CairnExpress {
-  /** Request id, trace context and the access log, then rate limit and metrics: `app.use(...cairn.middleware)`. */
+export interface CairnExpress<C = CairnConfig> {
+  /**
+   * Request id, trace context and the config, the access log and metrics, then the rate
+   * limit and auth: `app.use(...cairn.middleware)`.
+   */
   readonly middleware: Middleware[];
+  /** The JWT check alone, for routes to guard when `auth.global` is false (undefined without `auth`). */
+  readonly authenticate: Middleware | undefined;
   /** Last, after the routes: errors become JSON with the request id. */
   readonly errorHandler: ErrorMiddleware;
   /** `app.get("/health", cairn.health)`: 200 passing, 503 critical or draining. */
@@ -66,22 +123,21 @@ export interface CairnExpress {
   /** `app.get("/metrics", cairn.metricsHandler)`. */
   readonly metricsHandler: Middleware;
   readonly registry: Registry | undefined;
+  /** The live config value; throws UnavailableError until `ready()` has resolved. */
+  readonly config: C;
+  /** Resolves once the config is loaded (at once without one); rejects when it cannot be. */
+  ready(): Promise<void>;
+  /** Calls `listener` after every config change; returns the unsubscriber. */
+  onConfigChange(listener: (config: C) => void): () => void;
   /** Registers `server`'s bound port once it listens (now, if it already does). */
   register(server: Server): Promise<Registration>;
   /** Marks the instance draining, waits drainMs, deregisters. */
   drain(): Promise<void>;
-  /** On SIGTERM and SIGINT: drain, close `server`, exit. Returns the function that stops listening for them. */
+  /** Drains, then stops the config watch. Closing a registered server does this too. */
+  close(): Promise<void>;
+  /** On SIGTERM and SIGINT: close, close `server`, exit. Returns the function that stops listening for them. */
   handleSignals(server: Server): () => void;
   readonly registration: Registration | undefined;
-}
-
-const METHODS = new Set(["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]);
-
-function externalAddress(): string {
-  for (const list of Object.values(networkInterfaces())) {
-    for (const a of list ?? []) if (a.family === "IPv4" && !a.internal) return a.address;
-  }
-  return "127.0.0.1";
 }
 
 function sendJson(res: ServerResponse, status: number, body: Record<string, unknown>): void {
@@ -94,46 +150,73 @@ function sendJson(res: ServerResponse, status: number, body: Record<string, unkn
   res.end(JSON.stringify(body));
 }
 
-export function cairnExpress(options: CairnExpressOptions = {}): CairnExpress {
-  if (options === null || typeof options !== "object") throw new InvalidArgumentError("options", "expected an object");
+function checkOptions<C>(options: CairnExpressOptions<C>): void {
+  checkServiceOptions(options, false);
   if (options.service !== undefined && options.store === undefined) {
     throw new InvalidArgumentError("store", "registering a service needs a store");
   }
-  const healthTtl = options.healthTtl ?? 10;
-  if (!Number.isInteger(healthTtl) || healthTtl < 1) {
-    throw new InvalidArgumentError("healthTtl", `expected whole seconds >= 1, got ${String(healthTtl)}`);
+  if (options.config !== undefined && options.store === undefined) {
+    throw new InvalidArgumentError("store", "a live config needs a store");
   }
+  const paths = options.publicPaths;
+  if (
+    paths !== undefined &&
+    (!Array.isArray(paths) || paths.some((p) => typeof p !== "string" || !p.startsWith("/")))
+  ) {
+    throw new InvalidArgumentError("publicPaths", `expected paths starting with "/", got ${JSON.stringify(paths)}`);
+  }
+  const metricsPath = options.metrics ? options.metrics.path : undefined;
+  if (metricsPath !== undefined && (typeof metricsPath !== "string" || !metricsPath.startsWith("/"))) {
+    throw new InvalidArgumentError("metrics.path", `expected a path starting with "/", got ${String(metricsPath)}`);
+  }
+  if (options.config !== undefined) checkLiveConfigOptions(options.config);
+}
+
+const pathOf = (req: CairnRequest): string => req.path ?? (req.url ?? "/").split("?")[0] ?? "/";
+
+export function cairnExpress<C = CairnConfig>(options: CairnExpressOptions<C> = {}): CairnExpress<C> {
+  checkOptions(options);
+  const healthTtl = options.healthTtl ?? 10;
   const drainMs = options.drainMs ?? 2_000;
   const healthCheck = options.healthCheck ?? (() => true);
   const log = options.accessLog === undefined ? pino({ name: "access" }) : options.accessLog;
   const errorLog = options.logger ?? (log || pino({ name: "cairn" }));
+  const metrics = options.metrics === false ? undefined : makeMetrics(options.metrics ?? {});
+  const publicPaths = new Set(options.publicPaths ?? ["/health", metrics?.path ?? "/metrics"]);
+
+  // --- config: loaded now, awaited by the first requests -----------------------------------
+  let live: LiveConfig<C> | undefined;
+  let closing = false;
+  const loaded: Promise<void> =
+    options.config && options.store
+      ? liveConfig(options.store, options.config, {
+          ...(options.namespace !== undefined ? { namespace: options.namespace } : {}),
+          onInvalid: (err, name) =>
+            errorLog.warn({ err, config: name }, "config value refused by the schema; keeping the last good one"),
+          onError: (err, name) => errorLog.error({ err, config: name }, "config watch ended"),
+        }).then((l) => {
+          live = l;
+          if (closing) l.close();
+        })
+      : Promise.resolve();
+  // Until someone asks, a failed first load is reported to requests (as 500s) and by ready().
+  loaded.catch(() => {});
 
   const context: Middleware = (req, res, next) => {
     const ctx = contextFromHeaders(req.headers);
     req.requestId = ctx.requestId;
     req.cairnContext = ctx;
     res.setHeader("x-request-id", ctx.requestId);
-    runWithContext(ctx, () => next());
+    const go = () => {
+      if (live) {
+        req.cairnConfig = live.value as CairnConfig;
+        if (res.locals) res.locals.cairnConfig = req.cairnConfig;
+      }
+      runWithContext(ctx, () => next());
+    };
+    if (live || !options.config) go();
+    else loaded.then(go, (err) => runWithContext(ctx, () => next(err)));
   };
-
-  const registry = options.metrics === false ? undefined : (options.metrics?.registry ?? new Registry());
-  const labelNames = ["method", "route", "status_code"] as const;
-  const duration = registry
-    ? new Histogram({
-        name: "http_request_duration_seconds",
-        help: "HTTP request duration by method, route pattern and status code",
-        labelNames,
-        registers: [registry],
-      })
-    : undefined;
-  const total = registry
-    ? new Counter({
-        name: "http_requests_total",
-        help: "HTTP requests by method, route pattern and status code",
-        labelNames,
-        registers: [registry],
-      })
-    : undefined;
 
   // One listener per request, for both the access log and the metrics: the route is known
   // only once the router has matched, which is after these middlewares ran.
@@ -156,67 +239,64 @@ export function cairnExpress(options: CairnExpressOptions = {}): CairnExpress {
           "request completed",
         );
       }
-      if (duration && total) {
-        const labels = {
-          method: METHODS.has(req.method ?? "") ? (req.method as string) : "OTHER",
-          route: route ?? "unmatched",
-          status_code: String(res.statusCode),
-        };
-        duration.observe(labels, ms / 1000);
-        total.inc(labels);
-      }
+      metrics?.observe(req.method ?? "", route, res.statusCode, ms / 1000);
     });
     next();
   };
 
   const middleware: Middleware[] = [context, observe];
-  if (options.rateLimit) {
-    const { ratePerSecond, burst } = options.rateLimit;
-    if (typeof ratePerSecond !== "number" || !(ratePerSecond > 0)) {
-      throw new InvalidArgumentError(
-        "rateLimit.ratePerSecond",
-        `expected a positive number, got ${String(ratePerSecond)}`,
+  if (options.rateLimit !== undefined) {
+    const limiter = requestLimiter(options.rateLimit, {
+      defaultKey: (req: CairnRequest) => req.ip ?? req.socket.remoteAddress ?? "",
+      store: options.store,
+      namespace: options.namespace ?? "default",
+      name: options.service ?? "default",
+      onError: (err) => errorLog.warn({ err }, "global rate limit unavailable; letting the request through"),
+    });
+    const limited = (req: CairnRequest, res: CairnResponse, retryAfterMs: number, next: Next) => {
+      if (retryAfterMs === 0) return next();
+      res.setHeader("retry-after", retryAfter(retryAfterMs));
+      sendJson(
+        res,
+        429,
+        errorBody({ error: "too many requests", message: "rate limit exceeded", code: "ERATE_LIMITED" }, req.requestId),
       );
-    }
-    const maxClients = options.rateLimit.maxClients ?? 10_000;
-    const keyOf = options.rateLimit.key ?? ((req: CairnRequest) => req.ip ?? req.socket.remoteAddress ?? "");
-    const buckets = new Map<string, RateLimiterPolicy>();
+    };
     middleware.push((req, res, next) => {
-      const key = keyOf(req);
-      let bucket = buckets.get(key);
-      if (bucket) buckets.delete(key);
-      else {
-        bucket = rateLimiter({ ratePerSecond, ...(burst !== undefined ? { burst } : {}) });
-        if (buckets.size >= maxClients) buckets.delete(buckets.keys().next().value as string);
-      }
-      buckets.set(key, bucket);
-      if (bucket.tryAcquire()) return next();
-      const retryAfterMs = ((1 - bucket.available) * 1000) / ratePerSecond;
-      res.setHeader("retry-after", String(Math.max(1, Math.ceil(retryAfterMs / 1000))));
-      sendJson(res, 429, {
-        error: "too many requests",
-        message: "rate limit exceeded",
-        code: "ERATE_LIMITED",
-        requestId: req.requestId,
-      });
+      if (publicPaths.has(pathOf(req))) return next();
+      const wait = limiter.take(req);
+      if (typeof wait === "number") limited(req, res, wait, next);
+      else wait.then((ms) => limited(req, res, ms, next), next);
     });
   }
 
-  const errorHandler: ErrorMiddleware = (err, req, res, _next) => {
-    const e = err as { status?: unknown; statusCode?: unknown; message?: unknown; expose?: unknown };
-    const given = typeof e?.status === "number" ? e.status : typeof e?.statusCode === "number" ? e.statusCode : 500;
-    const status = given >= 400 && given < 600 ? given : 500;
-    if (status >= 500) {
-      errorLog.error({ err, requestId: req.requestId }, "request failed");
-      sendJson(res, status, {
-        error: "internal server error",
-        message: "the server failed to handle the request",
-        requestId: req.requestId,
-      });
-    } else {
-      const text = (STATUS_CODES[status] ?? "error").toLowerCase();
-      sendJson(res, status, { error: text, message: String(e?.message ?? text), requestId: req.requestId });
+  let authenticateMiddleware: Middleware | undefined;
+  if (options.auth !== undefined) {
+    const verify = makeVerifier(options.auth);
+    const check: Middleware = (req, res, next) => {
+      authenticate(verify, req.headers.authorization).then((outcome) => {
+        if (outcome.ok) {
+          req.user = outcome.claims;
+          return next();
+        }
+        res.setHeader("www-authenticate", outcome.challenge);
+        sendJson(
+          res,
+          401,
+          errorBody({ error: "unauthorized", message: outcome.message, code: "EUNAUTHENTICATED" }, req.requestId),
+        );
+      }, next);
+    };
+    authenticateMiddleware = check;
+    if (options.auth.global !== false) {
+      middleware.push((req, res, next) => (publicPaths.has(pathOf(req)) ? next() : check(req, res, next)));
     }
+  }
+
+  const errorHandler: ErrorMiddleware = (err, req, res, _next) => {
+    const answer = errorReply(err);
+    if (answer.internal) errorLog.error({ err, requestId: req.requestId }, "request failed");
+    sendJson(res, answer.status, errorBody(answer, req.requestId));
   };
 
   let registration: Registration | undefined;
@@ -245,9 +325,9 @@ export function cairnExpress(options: CairnExpressOptions = {}): CairnExpress {
   };
 
   const metricsHandler: Middleware = (_req, res, next) => {
-    if (!registry) return next();
-    registry.metrics().then((text) => {
-      res.setHeader("content-type", registry.contentType);
+    if (!metrics) return next();
+    metrics.registry.metrics().then((text) => {
+      res.setHeader("content-type", metrics.registry.contentType);
       res.end(text);
     }, next);
   };
@@ -259,9 +339,7 @@ export function cairnExpress(options: CairnExpressOptions = {}): CairnExpress {
     if (registration) return registration;
     if (!server.listening) await new Promise((resolve) => server.once("listening", resolve));
     const bound = server.address() as AddressInfo;
-    const address =
-      options.registration?.address ??
-      (bound.address === "0.0.0.0" || bound.address === "::" ? externalAddress() : bound.address);
+    const address = advertisedAddress(bound, options.registration?.address);
     registration = await register(options.store, {
       protocol: "http",
       ...options.registration,
@@ -274,7 +352,7 @@ export function cairnExpress(options: CairnExpressOptions = {}): CairnExpress {
     await report();
     timer = setInterval(() => void report(), Math.max(200, (healthTtl * 1000) / 3));
     timer.unref();
-    server.once("close", () => void drain());
+    server.once("close", () => void close());
     return registration;
   };
 
@@ -287,18 +365,50 @@ export function cairnExpress(options: CairnExpressOptions = {}): CairnExpress {
     })();
     return drained;
   };
+  const close = async (): Promise<void> => {
+    closing = true;
+    try {
+      await drain();
+    } finally {
+      // Stops the config watch before the app closes the store.
+      live?.close();
+    }
+  };
 
   return {
     middleware,
+    authenticate: authenticateMiddleware,
     errorHandler,
     health,
     metricsHandler,
-    registry,
+    registry: metrics?.registry,
+    get config(): C {
+      if (options.config === undefined) throw new InvalidArgumentError("config", "no config option was given");
+      if (!live) throw new UnavailableError("the config is not loaded yet: await cairn.ready() first");
+      return live.value;
+    },
+    ready: () => loaded,
+    onConfigChange(listener) {
+      if (live) return live.onChange(listener);
+      let off: (() => void) | undefined;
+      let gone = false;
+      loaded.then(
+        () => {
+          if (!gone) off = live?.onChange(listener);
+        },
+        () => {},
+      );
+      return () => {
+        gone = true;
+        off?.();
+      };
+    },
     register: doRegister,
     drain,
+    close,
     handleSignals(server) {
       const onSignal = () => {
-        void drain()
+        void close()
           .then(() => new Promise<void>((resolve) => server.close(() => resolve())))
           .then(
             () => process.exit(0),

@@ -1,7 +1,6 @@
 // The Express middleware on a real Express app on port 0, with the embedded engine: request
 // id and context, access log, JSON errors, bounded metrics, rate limits, registration.
 import assert from "node:assert/strict";
-import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Writable } from "node:stream";
 import { after, before, describe, it } from "node:test";
@@ -10,7 +9,7 @@ import { discover } from "@cairn/recipes";
 import { currentContext } from "@cairn/runtime";
 import express from "express";
 import { pino } from "pino";
-import { type CairnExpress, type CairnExpressOptions, cairnExpress } from "../src/index.js";
+import { start, stop } from "./helpers.js";
 
 let store: EmbeddedStore;
 before(() => {
@@ -19,29 +18,6 @@ before(() => {
 after(async () => {
   await store.close();
 });
-
-async function start(
-  options: CairnExpressOptions,
-  routes: (app: express.Express) => void,
-): Promise<{ url: string; server: Server; cairn: CairnExpress }> {
-  const cairn = cairnExpress({ accessLog: false, logger: pino({ level: "silent" }), ...options });
-  const app = express();
-  app.use(...(cairn.middleware as express.RequestHandler[]));
-  app.get("/health", cairn.health as express.RequestHandler);
-  app.get("/metrics", cairn.metricsHandler as express.RequestHandler);
-  routes(app);
-  app.use(cairn.errorHandler as express.ErrorRequestHandler);
-  const server = await new Promise<Server>((resolve) => {
-    const s = app.listen(0, "127.0.0.1", () => resolve(s));
-  });
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server, cairn };
-}
-
-const stop = (server: Server) =>
-  new Promise<void>((resolve) => {
-    server.closeAllConnections();
-    server.close(() => resolve());
-  });
 
 describe("Express middleware", () => {
   it("gives every request an id (received or new), in the response, the handler's context and the access log", async () => {

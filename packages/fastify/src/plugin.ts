@@ -4,13 +4,14 @@
 // limits; JSON errors carrying the request id; Prometheus metrics by route pattern; and a
 // config value kept live from the config center.
 import type { AddressInfo } from "node:net";
-import { networkInterfaces } from "node:os";
 import { InvalidArgumentError, type Store } from "@cairn/core";
 import { type RegisterOptions, type Registration, register } from "@cairn/recipes";
 import { acceptRequestId, contextFromHeaders, newRequestId, type RequestContext, runWithContext } from "@cairn/runtime";
 import {
   type AuthOptions,
+  advertisedAddress,
   authenticate,
+  checkServiceOptions,
   errorBody,
   errorReply,
   type LiveConfig,
@@ -110,26 +111,8 @@ export function genReqId(request: { headers: Record<string, string | string[] | 
   return acceptRequestId(Array.isArray(header) ? header[0] : header) ?? newRequestId();
 }
 
-function externalAddress(): string {
-  for (const list of Object.values(networkInterfaces())) {
-    for (const a of list ?? []) if (a.family === "IPv4" && !a.internal) return a.address;
-  }
-  return "127.0.0.1";
-}
-
 function checkOptions(options: CairnPluginOptions): void {
-  if (options === null || typeof options !== "object") throw new InvalidArgumentError("options", "expected an object");
-  if (options.store === null || typeof options.store !== "object") {
-    throw new InvalidArgumentError("store", "expected a Store (openEmbedded() or connectEtcd())");
-  }
-  const ttl = options.healthTtl;
-  if (ttl !== undefined && (!Number.isInteger(ttl) || ttl < 1)) {
-    throw new InvalidArgumentError("healthTtl", `expected whole seconds >= 1, got ${String(ttl)}`);
-  }
-  const drain = options.drainMs;
-  if (drain !== undefined && (typeof drain !== "number" || !(drain >= 0))) {
-    throw new InvalidArgumentError("drainMs", `expected milliseconds >= 0, got ${String(drain)}`);
-  }
+  checkServiceOptions(options, true);
   const path = options.healthPath;
   if (path !== undefined && path !== false && (typeof path !== "string" || !path.startsWith("/"))) {
     throw new InvalidArgumentError("healthPath", `expected a path starting with "/" or false, got ${String(path)}`);
@@ -335,9 +318,7 @@ const plugin: FastifyPluginAsync<CairnPluginOptions> = async (fastify, options) 
     fastify.addHook("onListen", async () => {
       const bound = fastify.server.address() as AddressInfo | null;
       if (!bound || typeof bound !== "object") return;
-      const address =
-        options.registration?.address ??
-        (bound.address === "0.0.0.0" || bound.address === "::" ? externalAddress() : bound.address);
+      const address = advertisedAddress(bound, options.registration?.address);
       for (let delay = 200; !closed.signal.aborted; delay = Math.min(delay * 2, 5_000)) {
         try {
           registration = await register(store, {

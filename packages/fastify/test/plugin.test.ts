@@ -1,13 +1,12 @@
 // The Fastify plugin against the embedded engine: registration on listen and on close, request
 // ids, the access log, JWT, rate limits, JSON errors, bounded metrics and hot config.
 import assert from "node:assert/strict";
-import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
 import { Writable } from "node:stream";
 import { after, before, describe, it } from "node:test";
 import { type EmbeddedStore, openEmbedded } from "@cairn/embedded";
 import { configCenter, discover } from "@cairn/recipes";
 import { currentContext } from "@cairn/runtime";
+import { hs256Token, serveJwks } from "@cairn/service-kit/testing";
 import Fastify, { type FastifyInstance } from "fastify";
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT } from "jose";
 import { pino } from "pino";
@@ -153,12 +152,8 @@ describe("JWT auth", () => {
       f.get("/me", async (req) => ({ sub: req.user?.sub }));
       f.get("/open", { config: { auth: false } }, async () => ({ open: true }));
     });
-    const sign = (key: string, exp: string | number = "5m") =>
-      new SignJWT({ sub: "ada" })
-        .setProtectedHeader({ alg: "HS256" })
-        .setIssuer("cairn-test")
-        .setExpirationTime(exp)
-        .sign(new TextEncoder().encode(key));
+    const sign = (key: string, expires?: number) =>
+      hs256Token(key, { sub: "ada" }, { issuer: "cairn-test", ...(expires !== undefined ? { expires } : {}) });
     try {
       const ok = await f.inject({ url: "/me", headers: { authorization: `Bearer ${await sign(secret)}` } });
       assert.equal(ok.statusCode, 200);
@@ -220,20 +215,15 @@ describe("JWT auth with fetched and PEM keys", () => {
   it("verifies tokens against a JWKS URL and against a PEM public key", async () => {
     const pair = await generateKeyPair("ES256", { extractable: true });
     const jwk = { ...(await exportJWK(pair.publicKey)), kid: "es1", alg: "ES256", use: "sig" };
-    let fetched = 0;
-    const jwks = createServer((_req, res) => {
-      fetched++;
-      res.setHeader("content-type", "application/json");
-      res.end(JSON.stringify({ keys: [jwk] }));
-    });
-    await new Promise<void>((r) => jwks.listen(0, "127.0.0.1", r));
-    const jwksUrl = `http://127.0.0.1:${(jwks.address() as AddressInfo).port}/.well-known/jwks.json`;
+    const jwks = await serveJwks({ keys: [jwk] });
     const pem = await exportSPKI(pair.publicKey);
     const token = await new SignJWT({ sub: "eve" })
       .setProtectedHeader({ alg: "ES256", kid: "es1" })
       .setExpirationTime("5m")
       .sign(pair.privateKey);
-    const remote = await app({ auth: { jwksUrl } }, (f) => f.get("/me", async (req) => ({ sub: req.user?.sub })));
+    const remote = await app({ auth: { jwksUrl: jwks.url } }, (f) =>
+      f.get("/me", async (req) => ({ sub: req.user?.sub })),
+    );
     const local = await app({ auth: { publicKey: pem, algorithms: ["ES256"] } }, (f) =>
       f.get("/me", async (req) => ({ sub: req.user?.sub })),
     );
@@ -248,11 +238,11 @@ describe("JWT auth with fetched and PEM keys", () => {
           401,
         );
       }
-      assert.ok(fetched >= 1, "the key set was fetched from the URL");
+      assert.ok(jwks.fetched >= 1, "the key set was fetched from the URL");
     } finally {
       await remote.close();
       await local.close();
-      jwks.close();
+      await jwks.close();
     }
   });
 });

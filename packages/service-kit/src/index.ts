@@ -5,3 +5,4 @@ export * from "./errors.js";
 export * from "./live-config.js";
 export * from "./metrics.js";
 export * from "./rate-limit.js";
+export * from "./service-options.js";
