@@ -37,7 +37,11 @@ export interface CairnConfig {}
 
 declare global {
   namespace Express {
+    /** The verified JWT claims' type; augment it as with passport, whose declaration this matches. */
+    interface User {}
     interface Request {
+      /** The verified JWT claims, when auth is on and the path is not public. */
+      user?: User;
       /** The X-Request-ID received or made for this request. */
       requestId?: string;
       cairnContext?: RequestContext;
@@ -55,7 +59,7 @@ export interface CairnRequest extends IncomingMessage {
   requestId?: string;
   cairnContext?: RequestContext;
   /** The verified JWT claims, when auth is on and the path is not public. */
-  user?: Record<string, unknown>;
+  user?: Express.User;
   cairnConfig?: CairnConfig;
   /** Express: the matched route (its path is the pattern), the router's mount path, the URL's path. */
   route?: { path?: string };
@@ -276,7 +280,7 @@ export function cairnExpress<C = CairnConfig>(options: CairnExpressOptions<C> = 
     const check: Middleware = (req, res, next) => {
       authenticate(verify, req.headers.authorization).then((outcome) => {
         if (outcome.ok) {
-          req.user = outcome.claims;
+          req.user = outcome.claims as Express.User;
           return next();
         }
         res.setHeader("www-authenticate", outcome.challenge);

@@ -5,12 +5,19 @@ import { describe, it } from "node:test";
 import { hs256Token, serveJwks } from "@cairn/service-kit/testing";
 import type express from "express";
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT } from "jose";
-import type { CairnRequest } from "../src/index.js";
 import { start, stop } from "./helpers.js";
+
+declare global {
+  namespace Express {
+    interface User {
+      sub?: string;
+    }
+  }
+}
 
 const me = (app: express.Express) =>
   app.get("/me", (req, res) => {
-    res.json({ sub: (req as unknown as CairnRequest).user?.sub });
+    res.json({ sub: req.user?.sub });
   });
 
 async function refusal(res: Response) {
@@ -104,8 +111,8 @@ describe("Express JWT auth", () => {
       app.get("/open", (_req, res) => {
         res.json({ open: true });
       });
-      app.get("/guarded", cairn.authenticate as express.RequestHandler, (req, res) => {
-        res.json({ sub: (req as unknown as CairnRequest).user?.sub });
+      app.get("/guarded", cairn.authenticate!, (req, res) => {
+        res.json({ sub: req.user?.sub });
       });
     });
     try {

@@ -17,11 +17,11 @@ export async function start<C>(
 ): Promise<Started<C>> {
   const cairn = cairnExpress<C>({ accessLog: false, logger: pino({ level: "silent" }), ...options });
   const app = express();
-  app.use(...(cairn.middleware as express.RequestHandler[]));
-  app.get("/health", cairn.health as express.RequestHandler);
-  app.get("/metrics", cairn.metricsHandler as express.RequestHandler);
+  app.use(...cairn.middleware);
+  app.get("/health", cairn.health);
+  app.get("/metrics", cairn.metricsHandler);
   routes(app, cairn);
-  app.use(cairn.errorHandler as express.ErrorRequestHandler);
+  app.use(cairn.errorHandler);
   const server = await new Promise<Server>((resolve) => {
     const s = app.listen(0, "127.0.0.1", () => resolve(s));
   });
