@@ -6,8 +6,10 @@
 import { ClosedError, InvalidArgumentError, isCairnError, type Store, TooLargeError } from "@cairn/core";
 import { type DiscoveredInstance, type DiscoverOptions, discover, type ServiceView } from "@cairn/recipes";
 import {
+  type BackoffSequence,
   Balancer,
   type BreakerState,
+  type BreakerTicket,
   type CircuitBreakerOptions,
   type CircuitBreakerPolicy,
   cancelled,
@@ -25,6 +27,7 @@ import {
   type OutlierEjectionBuilder,
   outlierEjection,
   type Pick,
+  type PickContext,
   type PickerBuilder,
   type Policy,
   type PolicyRegistry,
@@ -43,6 +46,7 @@ import {
   zoneAware,
 } from "@cairn/runtime";
 import { type Dispatcher, Pool } from "undici";
+import { Deadlines, type Timed } from "./deadlines.js";
 
 export interface HttpPolicyOptions {
   /** Limit on each attempt, body included (default 10,000 ms). */
@@ -207,15 +211,19 @@ class ServiceClient {
   readonly balancer: Balancer;
   readonly pools = new Map<string, PoolEntry>();
   readonly breakers: PolicyRegistry<CircuitBreakerPolicy> | undefined;
-  readonly #policies: [Policy, Policy];
+  /** Retries for requests that may not be repeated and for those that may; undefined: retries off. */
+  readonly #retries: [RetryPolicy, RetryPolicy] | undefined;
+  /** The `around` policies, outermost first, wrapped into one; undefined when there are none. */
+  readonly around: Policy<unknown> | undefined;
   readonly #poolOptions: Pool.Options;
   /**
    * Each attempt's limit, body included; also the latency a failed attempt is reported with.
-   * Kept here rather than in a timeout policy: the attempt's own timer cancels undici's
-   * dispatch directly, with no AbortController per attempt (that alone cost 15% of a local
-   * request's throughput).
+   * Kept here rather than in a timeout policy: expiry cancels undici's dispatch directly, with
+   * no AbortController per attempt (that alone cost 15% of a local request's throughput), and
+   * one timer serves every attempt in flight (see Deadlines).
    */
   readonly timeoutMs: number;
+  readonly deadlines: Deadlines;
   readonly maxResponseBytes: number;
   view: ServiceView | undefined;
   #unsubscribe: (() => void) | undefined;
@@ -233,6 +241,7 @@ class ServiceClient {
     const emit = options.onEvent;
     const p = options.policies ?? {};
     this.timeoutMs = p.timeoutMs ?? 10_000;
+    this.deadlines = new Deadlines(this.timeoutMs);
     this.maxResponseBytes = options.maxResponseBytes ?? 64 * 1024 * 1024;
     const breakerOptions = p.breaker;
     this.breakers =
@@ -249,7 +258,7 @@ class ServiceClient {
             return b;
           });
     if (p.retry === false) {
-      this.#policies = [NO_RETRY, NO_RETRY];
+      this.#retries = undefined;
     } else {
       const budget = p.retryBudget === false ? undefined : retryBudget(p.retryBudget || {});
       const r: RetryPolicy = retry({
@@ -259,7 +268,7 @@ class ServiceClient {
         idempotent: false,
         ...(budget ? { budget } : {}),
       });
-      this.#policies = [r, r.withIdempotent(true)];
+      this.#retries = [r, r.withIdempotent(true)];
       if (emit) {
         // One subscription serves both: the idempotent sibling shares the listeners.
         r.onRetry(({ attempt, delayMs, error }) => emit({ type: "retry", service, attempt, delayMs, error }));
@@ -267,9 +276,7 @@ class ServiceClient {
       }
     }
     const around = p.around?.(service);
-    if (around && around.length > 0) {
-      this.#policies = [wrap(...around, this.#policies[0]) as Policy, wrap(...around, this.#policies[1]) as Policy];
-    }
+    this.around = around && around.length > 0 ? wrap(...around) : undefined;
     const detector = builder as Partial<OutlierEjectionBuilder>;
     if (emit && typeof detector.onEject === "function" && typeof detector.onReadmit === "function") {
       detector.onEject(({ endpoint: e, ejections, durationMs }) =>
@@ -283,13 +290,12 @@ class ServiceClient {
   /** Whether a pick of `id` should be traded for another: it failed this request, or its breaker is open. */
   avoid(id: string, failed: Set<string> | undefined): boolean {
     if (failed?.has(id)) return true;
-    if (!this.breakers?.has(id)) return false;
-    const state = this.breakers.get(id).state;
+    const state = this.breakers?.peek(id)?.state;
     return state === "open" || state === "isolated";
   }
 
-  policy(idempotent: boolean): Policy {
-    return this.#policies[idempotent ? 1 : 0];
+  retry(idempotent: boolean): RetryPolicy | undefined {
+    return this.#retries?.[idempotent ? 1 : 0];
   }
 
   attach(view: ServiceView): void {
@@ -358,91 +364,259 @@ class ServiceClient {
 const worthRetrying = (error: unknown) =>
   !isCairnError(error, "EINVALID") && !isCairnError(error, "ECANCELLED") && !isCairnError(error, "ETOO_LARGE");
 
-/** Runs fn once: the retry policy's place when retries are off. */
-const NO_RETRY: Policy = {
-  execute: async <T>(fn: (signal: AbortSignal) => Promise<T> | T, signal?: AbortSignal): Promise<T> =>
-    fn(signal ?? NEVER_ABORTED),
-};
+const EMPTY_BODY = Buffer.alloc(0);
 
-interface Exchanged {
-  readonly status: number;
-  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
-  readonly body: Buffer;
+/**
+ * One attempt of a request, and its own undici dispatch handler (a fresh one per attempt, so a
+ * late callback of an abandoned attempt cannot touch the next). Its deadline is queued on the
+ * service's Deadlines.
+ */
+class Attempt implements Dispatcher.DispatchHandler, Timed {
+  deadline = 0;
+  prevTimed: Timed | undefined = undefined;
+  nextTimed: Timed | undefined = undefined;
+  queued = false;
+  ended = false;
+  status = 0;
+  headers: Record<string, string | string[] | undefined> = {};
+  #controller: Dispatcher.DispatchController | undefined = undefined;
+  #pending: Error | undefined = undefined;
+  #first: Buffer | undefined = undefined;
+  #chunks: Buffer[] | undefined = undefined;
+  #size = 0;
+
+  constructor(
+    readonly call: Call,
+    readonly pick: Pick,
+    readonly breaker: CircuitBreakerPolicy | undefined,
+    readonly ticket: BreakerTicket,
+    readonly started: number,
+  ) {}
+
+  /** Cancels the dispatch (now, or as soon as undici hands over its controller) and ends the attempt with `err`. */
+  abort(err: Error): void {
+    if (this.ended) return;
+    if (this.#controller) this.#controller.abort(err);
+    else this.#pending = err;
+    this.call.ended(this, err);
+  }
+
+  expire(): void {
+    this.abort(new TimeoutError(this.call.sc.timeoutMs));
+  }
+
+  body(): Buffer {
+    return this.#chunks !== undefined ? Buffer.concat(this.#chunks) : (this.#first ?? EMPTY_BODY);
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller;
+    if (this.#pending) controller.abort(this.#pending);
+  }
+
+  onResponseStart(
+    _controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: Record<string, string | string[] | undefined>,
+  ): void {
+    this.status = statusCode;
+    this.headers = headers;
+  }
+
+  onResponseData(_controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.ended) return;
+    this.#size += chunk.length;
+    const max = this.call.sc.maxResponseBytes;
+    if (this.#size > max) this.abort(new TooLargeError("the response body", this.#size, max));
+    else if (this.#first === undefined) this.#first = chunk;
+    else if (this.#chunks === undefined) this.#chunks = [this.#first, chunk];
+    else this.#chunks.push(chunk);
+  }
+
+  onResponseEnd(): void {
+    this.call.ended(this, undefined);
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    this.call.ended(this, err);
+  }
 }
 
 /**
- * One request on `pool` through undici's dispatch API, the body collected in memory. The
- * timer and the caller's signal abort the dispatch through its controller.
+ * One request through the retry and breaker policies, driven by callbacks rather than a
+ * promise per policy layer: the retry policy and the endpoint's breaker are asked step by step
+ * (RetryPolicy.retryDelay, CircuitBreakerPolicy.admit/succeeded/failed), with the same
+ * decisions and events as their execute().
  */
-function exchange(
-  pool: Pool,
-  options: { path: string; method: string; headers: Record<string, string>; body: string | Uint8Array | undefined },
-  timeoutMs: number,
-  maxBytes: number,
-  signal: AbortSignal,
-): Promise<Exchanged> {
-  return new Promise<Exchanged>((resolve, reject) => {
-    if (signal.aborted) {
-      reject(cancelled(signal));
+class Call {
+  attempts = 0;
+  #failed: Set<string> | undefined = undefined;
+  #current: Attempt | undefined = undefined;
+  #delays: BackoffSequence | undefined = undefined;
+  #signal: AbortSignal = NEVER_ABORTED;
+  #onAbort: (() => void) | undefined = undefined;
+  #resolve!: (response: HttpResponse) => void;
+  #reject!: (err: unknown) => void;
+
+  constructor(
+    readonly sc: ServiceClient,
+    readonly path: string,
+    readonly method: string,
+    readonly headers: Record<string, string>,
+    readonly body: string | Uint8Array | undefined,
+    readonly pickCtx: PickContext | undefined,
+    readonly callerSignal: AbortSignal | undefined,
+    readonly retry: RetryPolicy | undefined,
+    /** Answer a 5xx that exhausted the retries as the response (true), or reject with it for `around` policies to see. */
+    readonly answer5xx: boolean,
+  ) {}
+
+  /** Runs the attempts with `signal` (the caller's, or one an `around` policy passes in). */
+  run(signal: AbortSignal): Promise<HttpResponse> {
+    if (signal.aborted) return Promise.reject(cancelled(signal));
+    this.#signal = signal;
+    this.#delays = undefined;
+    this.retry?.begin();
+    const promise = new Promise<HttpResponse>((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+    if (signal !== NEVER_ABORTED) {
+      // The attempt in flight is cancelled; a wait between attempts is ended by the retry policy's own listener.
+      this.#onAbort = () => this.#current?.abort(cancelled(signal));
+      signal.addEventListener("abort", this.#onAbort, { once: true });
+    }
+    this.#attempt();
+    return promise;
+  }
+
+  #attempt(): void {
+    const sc = this.sc;
+    const signal = this.#signal;
+    this.attempts++;
+    let pick: Pick;
+    try {
+      pick = sc.balancer.pick(this.pickCtx);
+      const failed = this.#failed;
+      // Pick again (a few times) past an endpoint whose breaker is open, and, on a retry, past
+      // one that already failed this request (Envoy's previous_hosts predicate): a host that
+      // just failed is the likeliest to fail again.
+      for (let i = 0; i < 3 && sc.avoid(pick.endpoint.id, failed); i++) {
+        pick.done(sc.timeoutMs, "local-error");
+        pick = sc.balancer.pick(this.pickCtx);
+      }
+      // A picker that keeps choosing the same endpoint (a sticky hash, P2C with two endpoints
+      // and one that looks idle) is passed by for any other usable one.
+      if (sc.avoid(pick.endpoint.id, failed)) {
+        const other = sc.balancer.picker.endpoints.find((x) => !sc.avoid(x.id, failed));
+        if (other) {
+          pick.done(undefined, "local-error");
+          pick = new StaticPick(other);
+        }
+      }
+    } catch (err) {
+      this.#afterFailure(undefined, err);
       return;
     }
-    let controller: Dispatcher.DispatchController | undefined;
-    let pending: Error | undefined;
-    let settled = false;
-    let status = 0;
-    let headers: Record<string, string | string[] | undefined> = {};
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const settle = (err: Error | undefined, value?: Exchanged) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      if (signal !== NEVER_ABORTED) signal.removeEventListener("abort", onAbort);
-      if (err) reject(err);
-      else resolve(value!);
-    };
-    const abort = (err: Error) => {
-      if (controller) controller.abort(err);
-      else pending = err;
-      settle(err);
-    };
-    const onAbort = () => abort(cancelled(signal));
-    const timer = setTimeout(() => abort(new TimeoutError(timeoutMs)), timeoutMs);
-    if (signal !== NEVER_ABORTED) signal.addEventListener("abort", onAbort, { once: true });
+    const e = pick.endpoint;
+    const started = performance.now();
+    if (signal.aborted) {
+      this.#afterFailure(pick, cancelled(signal));
+      return;
+    }
+    const breaker = sc.breakers?.get(e.id);
+    let ticket: BreakerTicket = 0;
+    if (breaker !== undefined) {
+      try {
+        ticket = breaker.admit();
+      } catch (err) {
+        this.#afterFailure(pick, err);
+        return;
+      }
+    }
+    const attempt = new Attempt(this, pick, breaker, ticket, started);
+    this.#current = attempt;
+    sc.deadlines.add(attempt, started);
     try {
-      pool.dispatch(
+      sc.pool(e).dispatch(
         {
-          path: options.path,
-          method: options.method as Dispatcher.HttpMethod,
-          headers: options.headers,
-          body: options.body ?? null,
+          path: this.path,
+          method: this.method as Dispatcher.HttpMethod,
+          headers: this.headers,
+          body: this.body ?? null,
         },
-        {
-          onRequestStart(c) {
-            controller = c;
-            if (pending) c.abort(pending);
-          },
-          onResponseStart(_c, statusCode, responseHeaders) {
-            status = statusCode;
-            headers = responseHeaders;
-          },
-          onResponseData(_c, chunk) {
-            size += chunk.length;
-            if (size > maxBytes) abort(new TooLargeError("the response body", size, maxBytes));
-            else chunks.push(chunk);
-          },
-          onResponseEnd() {
-            settle(undefined, { status, headers, body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks) });
-          },
-          onResponseError(_c, err) {
-            settle(err);
-          },
-        },
+        attempt,
       );
     } catch (err) {
-      settle(err as Error);
+      this.ended(attempt, err as Error);
     }
-  });
+  }
+
+  /** The end of `attempt`: answered (err undefined) or failed. */
+  ended(attempt: Attempt, err: Error | undefined): void {
+    if (attempt.ended) return;
+    attempt.ended = true;
+    this.sc.deadlines.remove(attempt);
+    this.#current = undefined;
+    try {
+      let response: Response | undefined;
+      let error: unknown = err;
+      if (err === undefined) {
+        const status = attempt.status;
+        response = new Response(status, attempt.headers, attempt.body(), attempt.pick.endpoint, this.attempts);
+        if (status >= 500 && !PERMANENT_5XX.has(status)) error = new ServerErrorStatus(response);
+      }
+      const breaker = attempt.breaker;
+      if (error === undefined) {
+        breaker?.succeeded(attempt.ticket);
+        attempt.pick.done(performance.now() - attempt.started, "success");
+        this.#finish(response, undefined);
+        return;
+      }
+      breaker?.failed(attempt.ticket, error, this.#signal.aborted);
+      this.#afterFailure(attempt.pick, error);
+    } catch (unexpected) {
+      // A listener or picker that throws fails this request rather than undici's parser.
+      this.#finish(undefined, unexpected);
+    }
+  }
+
+  /** Tells the picker what the failure says about its endpoint, then retries or gives up. */
+  #afterFailure(pick: Pick | undefined, err: unknown): void {
+    const signal = this.#signal;
+    if (pick !== undefined) {
+      const outcome = classify(err, signal, this.callerSignal);
+      // A failure counts as a response as slow as the timeout, so latency-aware pickers turn
+      // away from an endpoint that fails fast (it would otherwise look like the fastest).
+      pick.done(outcome === "local-error" ? undefined : this.sc.timeoutMs, outcome);
+      if (outcome !== "local-error" || isCairnError(err, "ECIRCUIT_OPEN")) {
+        this.#failed ??= new Set();
+        this.#failed.add(pick.endpoint.id);
+      }
+    }
+    const retry = this.retry;
+    if (retry === undefined || signal.aborted) {
+      this.#finish(undefined, err);
+      return;
+    }
+    this.#delays ??= retry.backoff();
+    const delayMs = retry.retryDelay(err, this.attempts, this.#delays);
+    if (delayMs === undefined) {
+      this.#finish(undefined, err);
+      return;
+    }
+    retry.wait(delayMs, signal).then(
+      () => this.#attempt(),
+      () => this.#finish(undefined, err),
+    );
+  }
+
+  #finish(response: HttpResponse | undefined, err: unknown): void {
+    if (this.#onAbort !== undefined) this.#signal.removeEventListener("abort", this.#onAbort);
+    if (response !== undefined) this.#resolve(response);
+    else if (this.answer5xx && err instanceof ServerErrorStatus) this.#resolve(err.response);
+    else this.#reject(err);
+  }
 }
 
 function originOf(e: Endpoint): string {
@@ -535,10 +709,19 @@ class DiscoveryHttpClient implements HttpClient {
     return opening;
   }
 
-  async request(service: string, request: HttpRequest): Promise<HttpResponse> {
-    if (this.#closed) throw new ClosedError("http client");
-    checkRequest(request);
-    const sc = this.#services.get(service) ?? (await this.#open(service));
+  request(service: string, request: HttpRequest): Promise<HttpResponse> {
+    try {
+      if (this.#closed) throw new ClosedError("http client");
+      checkRequest(request);
+      const sc = this.#services.get(service);
+      if (sc === undefined) return this.#open(service).then((opened) => this.#send(opened, request));
+      return this.#send(sc, request);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  #send(sc: ServiceClient, request: HttpRequest): Promise<HttpResponse> {
     const method = request.method?.toUpperCase() ?? "GET";
     const idempotent = request.idempotent ?? IDEMPOTENT.has(method);
     const headers: Record<string, string> = {};
@@ -557,63 +740,25 @@ class DiscoveryHttpClient implements HttpClient {
     }
     const body = encodeBody(request.body, headers);
     const pickCtx = request.key !== undefined ? { key: request.key } : undefined;
-    const callerSignal = request.signal;
-    let attempts = 0;
-    let failed: Set<string> | undefined;
-
-    const attempt = async (signal: AbortSignal): Promise<HttpResponse> => {
-      attempts++;
-      let pick: Pick = sc.balancer.pick(pickCtx);
-      // Pick again (a few times) past an endpoint whose breaker is open, and, on a retry, past
-      // one that already failed this request (Envoy's previous_hosts predicate): a host that
-      // just failed is the likeliest to fail again.
-      for (let i = 0; i < 3 && sc.avoid(pick.endpoint.id, failed); i++) {
-        pick.done(sc.timeoutMs, "local-error");
-        pick = sc.balancer.pick(pickCtx);
-      }
-      // A picker that keeps choosing the same endpoint (a sticky hash, P2C with two endpoints
-      // and one that looks idle) is passed by for any other usable one.
-      if (sc.avoid(pick.endpoint.id, failed)) {
-        const other = sc.balancer.picker.endpoints.find((x) => !sc.avoid(x.id, failed));
-        if (other) {
-          pick.done(undefined, "local-error");
-          pick = new StaticPick(other);
-        }
-      }
-      const e = pick.endpoint;
-      const started = performance.now();
-      const send = (s: AbortSignal) =>
-        exchange(sc.pool(e), { path: request.path, method, headers, body }, sc.timeoutMs, sc.maxResponseBytes, s).then(
-          (res) => {
-            const response = new Response(res.status, res.headers, res.body, e, attempts);
-            if (res.status >= 500 && !PERMANENT_5XX.has(res.status)) throw new ServerErrorStatus(response);
-            return response;
-          },
-        );
-      try {
-        const breaker = sc.breakers?.get(e.id);
-        const response = breaker ? await breaker.execute(send, signal) : await send(signal);
-        pick.done(performance.now() - started, "success");
-        return response;
-      } catch (err) {
-        const outcome = classify(err, signal, callerSignal);
-        // A failure counts as a response as slow as the timeout, so latency-aware pickers turn
-        // away from an endpoint that fails fast (it would otherwise look like the fastest).
-        pick.done(outcome === "local-error" ? undefined : sc.timeoutMs, outcome);
-        if (outcome !== "local-error" || isCairnError(err, "ECIRCUIT_OPEN")) {
-          failed ??= new Set();
-          failed.add(e.id);
-        }
+    const around = sc.around;
+    const call = new Call(
+      sc,
+      request.path,
+      method,
+      headers,
+      body,
+      pickCtx,
+      request.signal,
+      sc.retry(idempotent),
+      around === undefined,
+    );
+    if (around === undefined) return call.run(request.signal ?? NEVER_ABORTED);
+    return (around.execute((signal) => call.run(signal), request.signal) as Promise<HttpResponse>).catch(
+      (err: unknown) => {
+        if (err instanceof ServerErrorStatus) return err.response;
         throw err;
-      }
-    };
-
-    try {
-      return await sc.policy(idempotent).execute(attempt, callerSignal);
-    } catch (err) {
-      if (err instanceof ServerErrorStatus) return err.response;
-      throw err;
-    }
+      },
+    );
   }
 
   async close(): Promise<void> {

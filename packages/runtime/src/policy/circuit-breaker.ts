@@ -9,6 +9,9 @@ import { CircuitOpenError } from "../errors.js";
 import { type Disposer, Emitter, type Event } from "../events.js";
 import { cancelled, invoke, NEVER_ABORTED, type Policy } from "./policy.js";
 
+/** An admitted call: the breaker's generation when it was let through, doubled, plus 1 for a half-open probe. */
+export type BreakerTicket = number;
+
 /** `isolated`: held open by hand (isolate()) until released, whatever the calls do. */
 export type BreakerState = "closed" | "open" | "half-open" | "isolated";
 
@@ -144,7 +147,8 @@ export class CircuitBreakerPolicy implements Policy {
 
   /** The state now (an open breaker whose wait is over reads as half-open). */
   get state(): BreakerState {
-    this.#tick(this.#clock.now());
+    // Only an open breaker changes with time: the others cost no clock read.
+    if (this.#state === "open") this.#tick(this.#clock.now());
     return this.#state;
   }
 
@@ -165,33 +169,57 @@ export class CircuitBreakerPolicy implements Policy {
 
   async execute<T>(fn: (signal: AbortSignal) => Promise<T> | T, signal?: AbortSignal): Promise<T> {
     if (signal?.aborted) throw cancelled(signal);
-    const now = this.#clock.now();
-    this.#tick(now);
-    const generation = this.#generation;
-    let probe = false;
-    if (this.#state === "isolated") throw this.#reject(Number.POSITIVE_INFINITY);
-    if (this.#state === "open") {
-      throw this.#reject(this.#openedAt + this.#halfOpenAfter - now);
-    }
-    if (this.#state === "half-open") {
-      if (this.#probesOut >= this.#probes) throw this.#reject(0);
-      this.#probesOut++;
-      probe = true;
-    }
+    const ticket = this.admit();
     const s = signal ?? NEVER_ABORTED;
     try {
       const result = await invoke(fn, s);
-      this.#settle(generation, probe, "success");
+      this.succeeded(ticket);
       return result;
     } catch (error) {
-      // The caller giving up says nothing about the dependency; an error that is not a failure (a 404) shows it alive.
-      this.#settle(generation, probe, s.aborted ? "neutral" : this.#isFailure(error) ? "failure" : "success", error);
+      this.failed(ticket, error, s.aborted);
       throw error;
     }
   }
 
-  #settle(generation: number, probe: boolean, verdict: "success" | "failure" | "neutral", error?: unknown): void {
-    if (generation !== this.#generation) return;
+  // The steps of execute(), for a caller that runs the call itself (the HTTP client does, so a
+  // call through a closed breaker costs no promise of its own).
+
+  /**
+   * Lets one call through, or throws CircuitOpenError as execute() would. Returns the ticket
+   * to hand back to succeeded() or failed() when the call ends.
+   */
+  admit(): BreakerTicket {
+    // The common case, closed, reads no clock: only an open breaker changes with time.
+    if (this.#state === "closed") return this.#generation * 2;
+    const now = this.#clock.now();
+    this.#tick(now);
+    if (this.#state === "isolated") throw this.#reject(Number.POSITIVE_INFINITY);
+    if (this.#state === "open") throw this.#reject(this.#openedAt + this.#halfOpenAfter - now);
+    if (this.#state === "half-open") {
+      if (this.#probesOut >= this.#probes) throw this.#reject(0);
+      this.#probesOut++;
+      return this.#generation * 2 + 1;
+    }
+    return this.#generation * 2;
+  }
+
+  /** The admitted call answered. */
+  succeeded(ticket: BreakerTicket): void {
+    this.#settle(ticket, "success");
+  }
+
+  /**
+   * The admitted call failed with `error`; `cancelled`: the caller gave up, which says nothing
+   * about the dependency. An error that is not a failure (a 404) shows it alive.
+   */
+  failed(ticket: BreakerTicket, error: unknown, cancelled = false): void {
+    this.#settle(ticket, cancelled ? "neutral" : this.#isFailure(error) ? "failure" : "success", error);
+  }
+
+  #settle(ticket: BreakerTicket, verdict: "success" | "failure" | "neutral", error?: unknown): void {
+    // A call's result counts only in the state (generation) it started in.
+    if (Math.floor(ticket / 2) !== this.#generation) return;
+    const probe = ticket % 2 === 1;
     if (probe) this.#probesOut--;
     if (verdict === "neutral") return;
     const now = this.#clock.now();

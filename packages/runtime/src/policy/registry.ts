@@ -17,6 +17,11 @@ export class PolicyRegistry<P> {
     return p;
   }
 
+  /** The instance for `key`, if one was made. */
+  peek(key: string): P | undefined {
+    return this.#instances.get(key);
+  }
+
   has(key: string): boolean {
     return this.#instances.has(key);
   }

@@ -6,7 +6,7 @@ import { positiveInt } from "../check.js";
 import { type Clock, sleep, systemClock } from "../clock.js";
 import { Emitter, type Event } from "../events.js";
 import type { Random } from "../random.js";
-import { type Backoff, exponentialBackoff } from "./backoff.js";
+import { type Backoff, type BackoffSequence, exponentialBackoff } from "./backoff.js";
 import { cancelled, invoke, NEVER_ABORTED, type Policy } from "./policy.js";
 import type { RetryBudget } from "./retry-budget.js";
 
@@ -118,27 +118,56 @@ export class RetryPolicy implements Policy {
   async execute<T>(fn: (signal: AbortSignal) => Promise<T> | T, signal?: AbortSignal): Promise<T> {
     const s = signal ?? NEVER_ABORTED;
     if (s.aborted) throw cancelled(s);
-    this.#budget?.deposit();
-    const delays = this.#backoff.start(this.#random);
+    this.begin();
+    let delays: BackoffSequence | undefined;
     for (let attempt = 1; ; attempt++) {
       try {
         return await invoke(fn, s);
       } catch (error) {
         if (s.aborted) throw error;
-        const reason = this.#refusal(error, attempt);
-        if (reason !== undefined) {
-          this.#emitters.gaveUp.emit({ attempts: attempt, reason, error });
-          throw error;
-        }
-        const delayMs = delays.next();
-        this.#emitters.retried.emit({ attempt, delayMs, error });
+        delays ??= this.backoff();
+        const delayMs = this.retryDelay(error, attempt, delays);
+        if (delayMs === undefined) throw error;
         try {
-          await sleep(delayMs, this.#clock, s);
+          await this.wait(delayMs, s);
         } catch {
           throw error;
         }
       }
     }
+  }
+
+  // The steps of execute(), for a caller that runs its attempts itself (the HTTP client does,
+  // so a request that succeeds at once costs no promise per policy layer).
+
+  /** Counts one execution in the budget: execute()'s first step, once the signal is known not aborted. */
+  begin(): void {
+    this.#budget?.deposit();
+  }
+
+  /** A fresh sequence of delays for one execution. */
+  backoff(): BackoffSequence {
+    return this.#backoff.start(this.#random);
+  }
+
+  /**
+   * After attempt number `attempt` failed with `error` (and the caller did not cancel): the
+   * delay before the next attempt, or undefined to give up. Emits the retry or give-up event.
+   */
+  retryDelay(error: unknown, attempt: number, delays: BackoffSequence): number | undefined {
+    const reason = this.#refusal(error, attempt);
+    if (reason !== undefined) {
+      this.#emitters.gaveUp.emit({ attempts: attempt, reason, error });
+      return undefined;
+    }
+    const delayMs = delays.next();
+    this.#emitters.retried.emit({ attempt, delayMs, error });
+    return delayMs;
+  }
+
+  /** Resolves after `ms` on this policy's clock; rejects if `signal` aborts first. */
+  wait(ms: number, signal: AbortSignal): Promise<void> {
+    return sleep(ms, this.#clock, signal);
   }
 
   #refusal(error: unknown, attempt: number): GiveUpReason | undefined {
