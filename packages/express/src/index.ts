@@ -6,11 +6,10 @@
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { InvalidArgumentError, type Store, UnavailableError } from "@cairn/core";
-import { type RegisterOptions, type Registration, register } from "@cairn/recipes";
+import type { RegisterOptions, Registration } from "@cairn/recipes";
 import { contextFromHeaders, type RequestContext, runWithContext } from "@cairn/runtime";
 import {
   type AuthOptions,
-  advertisedAddress,
   authenticate,
   checkLiveConfigOptions,
   checkServiceOptions,
@@ -25,6 +24,7 @@ import {
   type RateLimitOptions,
   requestLimiter,
   retryAfter,
+  ServiceInstance,
 } from "@cairn/service-kit";
 import { type Logger, pino } from "pino";
 import type { Registry } from "prom-client";
@@ -180,9 +180,6 @@ const pathOf = (req: CairnRequest): string => req.path ?? (req.url ?? "/").split
 
 export function cairnExpress<C = CairnConfig>(options: CairnExpressOptions<C> = {}): CairnExpress<C> {
   checkOptions(options);
-  const healthTtl = options.healthTtl ?? 10;
-  const drainMs = options.drainMs ?? 2_000;
-  const healthCheck = options.healthCheck ?? (() => true);
   const log = options.accessLog === undefined ? pino({ name: "access" }) : options.accessLog;
   const errorLog = options.logger ?? (log || pino({ name: "cairn" }));
   const metrics = options.metrics === false ? undefined : makeMetrics(options.metrics ?? {});
@@ -303,29 +300,9 @@ export function cairnExpress<C = CairnConfig>(options: CairnExpressOptions<C> = 
     sendJson(res, answer.status, errorBody(answer, req.requestId));
   };
 
-  let registration: Registration | undefined;
-  let draining = false;
-  let timer: NodeJS.Timeout | undefined;
-  const healthy = async () => {
-    try {
-      return (await healthCheck()) === true;
-    } catch {
-      return false;
-    }
-  };
-  const report = async () => {
-    if (!registration || draining) return;
-    try {
-      if (await healthy()) await registration.pass("healthy");
-      else await registration.fail("the health check failed");
-    } catch {
-      // The next report tries again; an instance that cannot report goes critical by itself.
-    }
-  };
-
+  const instance = new ServiceInstance(options, errorLog);
   const health: Middleware = (_req, res) => {
-    if (draining) return sendJson(res, 503, { status: "draining" });
-    void healthy().then((ok) => sendJson(res, ok ? 200 : 503, { status: ok ? "passing" : "critical" }));
+    void instance.health().then((answer) => sendJson(res, answer.code, answer.body));
   };
 
   const metricsHandler: Middleware = (_req, res, next) => {
@@ -336,47 +313,26 @@ export function cairnExpress<C = CairnConfig>(options: CairnExpressOptions<C> = 
     }, next);
   };
 
+  let watched: Server | undefined;
   const doRegister = async (server: Server): Promise<Registration> => {
     if (!options.store || options.service === undefined) {
       throw new InvalidArgumentError("service", "register() needs the store and service options");
     }
-    if (registration) return registration;
     if (!server.listening) await new Promise((resolve) => server.once("listening", resolve));
-    const bound = server.address() as AddressInfo;
-    const address = advertisedAddress(bound, options.registration?.address);
-    registration = await register(options.store, {
-      protocol: "http",
-      ...options.registration,
-      service: options.service,
-      ...(options.namespace !== undefined ? { namespace: options.namespace } : {}),
-      address,
-      port: bound.port,
-      check: { type: "ttl", ttl: healthTtl },
-    });
-    await report();
-    timer = setInterval(() => void report(), Math.max(200, (healthTtl * 1000) / 3));
-    timer.unref();
-    server.once("close", () => void close());
-    return registration;
+    if (watched !== server) {
+      watched = server;
+      server.once("close", () => void close());
+    }
+    return instance.register(server.address() as AddressInfo);
   };
 
-  let drained: Promise<void> | undefined;
-  const drain = (): Promise<void> => {
-    drained ??= (async () => {
-      draining = true;
-      if (timer) clearInterval(timer);
-      await registration?.drain({ waitMs: drainMs });
-    })();
-    return drained;
-  };
+  const drain = () => instance.drain();
   const close = async (): Promise<void> => {
     closing = true;
-    try {
-      await drain();
-    } finally {
-      // Stops the config watch before the app closes the store.
-      live?.close();
-    }
+    await drain();
+    // Stops the reports and the config watch before the app closes the store.
+    instance.stop();
+    live?.close();
   };
 
   return {
@@ -427,7 +383,7 @@ export function cairnExpress<C = CairnConfig>(options: CairnExpressOptions<C> = 
       };
     },
     get registration() {
-      return registration;
+      return instance.registration;
     },
   };
 }

@@ -5,11 +5,10 @@
 // config value kept live from the config center.
 import type { AddressInfo } from "node:net";
 import { InvalidArgumentError, type Store } from "@cairn/core";
-import { type RegisterOptions, type Registration, register } from "@cairn/recipes";
+import type { RegisterOptions, Registration } from "@cairn/recipes";
 import { acceptRequestId, contextFromHeaders, newRequestId, type RequestContext, runWithContext } from "@cairn/runtime";
 import {
   type AuthOptions,
-  advertisedAddress,
   authenticate,
   checkServiceOptions,
   errorBody,
@@ -22,6 +21,7 @@ import {
   makeVerifier,
   requestLimiter,
   retryAfter,
+  ServiceInstance,
   type RateLimitOptions as SharedRateLimitOptions,
 } from "@cairn/service-kit";
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
@@ -131,11 +131,7 @@ const plugin: FastifyPluginAsync<CairnPluginOptions> = async (fastify, options) 
   checkOptions(options);
   const { store } = options;
   const healthPath = options.healthPath === undefined ? "/health" : options.healthPath;
-  const healthTtl = options.healthTtl ?? 10;
-  const drainMs = options.drainMs ?? 2_000;
-  const healthCheck = options.healthCheck ?? (() => true);
   const accessLog = options.accessLog === undefined ? fastify.log : options.accessLog;
-  const closed = new AbortController();
 
   // --- request id and trace context -------------------------------------------------------
   fastify.decorateRequest("requestId", "");
@@ -245,9 +241,7 @@ const plugin: FastifyPluginAsync<CairnPluginOptions> = async (fastify, options) 
   });
 
   // --- registration and health -------------------------------------------------------------
-  let registration: Registration | undefined;
-  let draining = false;
-  let reportTimer: NodeJS.Timeout | undefined;
+  const instance = new ServiceInstance(options, fastify.log);
   let resolveRegistered!: (r: Registration) => void;
   let rejectRegistered!: (err: unknown) => void;
   const registered = new Promise<Registration>((resolve, reject) => {
@@ -256,48 +250,15 @@ const plugin: FastifyPluginAsync<CairnPluginOptions> = async (fastify, options) 
   });
   registered.catch(() => {});
 
-  const healthy = async (): Promise<boolean> => {
-    try {
-      return (await healthCheck()) === true;
-    } catch {
-      return false;
-    }
-  };
-
-  const report = async () => {
-    if (!registration || draining) return;
-    try {
-      if (await healthy()) await registration.pass("healthy");
-      else await registration.fail("the health check failed");
-    } catch (err) {
-      if (!closed.signal.aborted) fastify.log.warn({ err }, "health report failed");
-    }
-  };
-
   // Drain before the server stops accepting: discovery stops handing out the instance while
   // requests already routed to it still get answers.
-  let drained: Promise<void> | undefined;
-  const drain = (): Promise<void> => {
-    drained ??= (async () => {
-      draining = true;
-      if (reportTimer) clearInterval(reportTimer);
-      const r = registration;
-      if (!r) return;
-      try {
-        await r.drain({ waitMs: drainMs });
-        fastify.log.info({ id: r.instance.id }, "deregistered");
-      } catch (err) {
-        fastify.log.error({ err }, "deregistration failed");
-      }
-    })();
-    return drained;
-  };
+  const drain = () => instance.drain();
   const handle: CairnHandle = {
     store,
     drain,
     registered: () => registered,
     get registration() {
-      return registration;
+      return instance.registration;
     },
     onConfigChange(listener) {
       return live ? live.onChange(listener) : () => {};
@@ -307,50 +268,23 @@ const plugin: FastifyPluginAsync<CairnPluginOptions> = async (fastify, options) 
 
   if (healthPath) {
     fastify.get(healthPath, { config: { auth: false, rateLimit: false } }, async (_request, reply) => {
-      if (draining) return reply.code(503).send({ status: "draining" });
-      const ok = await healthy();
-      return reply.code(ok ? 200 : 503).send({ status: ok ? "passing" : "critical" });
+      const answer = await instance.health();
+      return reply.code(answer.code).send(answer.body);
     });
   }
 
   if (options.service !== undefined) {
-    const service = options.service;
     fastify.addHook("onListen", async () => {
       const bound = fastify.server.address() as AddressInfo | null;
       if (!bound || typeof bound !== "object") return;
-      const address = advertisedAddress(bound, options.registration?.address);
-      for (let delay = 200; !closed.signal.aborted; delay = Math.min(delay * 2, 5_000)) {
-        try {
-          registration = await register(store, {
-            protocol: "http",
-            ...options.registration,
-            service,
-            ...(options.namespace !== undefined ? { namespace: options.namespace } : {}),
-            address,
-            port: bound.port,
-            check: { type: "ttl", ttl: healthTtl },
-            signal: closed.signal,
-          });
-          await report();
-          reportTimer = setInterval(() => void report(), Math.max(200, (healthTtl * 1000) / 3));
-          reportTimer.unref();
-          fastify.log.info({ service, id: registration.instance.id, address, port: bound.port }, "registered");
-          resolveRegistered(registration);
-          return;
-        } catch (err) {
-          if (closed.signal.aborted) break;
-          fastify.log.error({ err, service }, "registration failed; trying again");
-          await new Promise((resolve) => setTimeout(resolve, delay).unref());
-        }
-      }
-      rejectRegistered(new InvalidArgumentError("service", "the server closed before it was registered"));
+      await instance.register(bound).then(resolveRegistered, rejectRegistered);
     });
   }
 
   fastify.addHook("preClose", async () => {
     await drain();
     // Stops the config watch before onClose hooks (which may close the store) run.
-    closed.abort();
+    instance.stop();
     live?.close();
   });
 
@@ -370,13 +304,13 @@ const plugin: FastifyPluginAsync<CairnPluginOptions> = async (fastify, options) 
   }
 
   fastify.addHook("onClose", async () => {
-    closed.abort();
+    instance.stop();
     live?.close();
-    if (reportTimer) clearInterval(reportTimer);
     process.off("SIGTERM", onSignal);
     process.off("SIGINT", onSignal);
-    if (!registration)
+    if (!instance.registration) {
       rejectRegistered(new InvalidArgumentError("service", "the server closed before it was registered"));
+    }
   });
 };
 

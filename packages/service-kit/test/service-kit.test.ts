@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { InvalidArgumentError } from "@cairn/core";
 import { type EmbeddedStore, openEmbedded } from "@cairn/embedded";
-import { configCenter } from "@cairn/recipes";
+import { configCenter, discover } from "@cairn/recipes";
 import { z } from "zod";
 import {
   advertisedAddress,
@@ -16,6 +16,7 @@ import {
   globalLimiter,
   liveConfig,
   makeVerifier,
+  ServiceInstance,
 } from "../src/index.js";
 import { hs256Token } from "../src/testing.js";
 
@@ -164,5 +165,67 @@ describe("service options", () => {
     assert.equal(advertisedAddress({ address: "127.0.0.1", family: "IPv4", port: 1 }), "127.0.0.1");
     assert.equal(advertisedAddress({ address: "0.0.0.0", family: "IPv4", port: 1 }, "10.1.2.3"), "10.1.2.3");
     assert.notEqual(advertisedAddress({ address: "0.0.0.0", family: "IPv4", port: 1 }), "0.0.0.0");
+  });
+});
+
+describe("service instance", () => {
+  const bound = { address: "127.0.0.1", family: "IPv4", port: 4321 };
+  const logged: string[] = [];
+  const log = {
+    info: (_fields: object, message: string) => logged.push(message),
+    warn: (_fields: object, message: string) => logged.push(message),
+    error: (_fields: object, message: string) => logged.push(message),
+  };
+
+  it("registers once with a passing TTL check, answers draining with 503, and deregisters on drain", async () => {
+    const namespace = ns();
+    const view = await discover(store, "shop", { namespace });
+    const instance = new ServiceInstance({ store, service: "shop", namespace, healthTtl: 2, drainMs: 20 }, log);
+    try {
+      const [first, again] = await Promise.all([instance.register(bound), instance.register(bound)]);
+      assert.equal(first, again, "one registration however often it is asked for");
+      assert.equal(first.instance.port, 4321);
+      const deadline = Date.now() + 5_000;
+      while (view.instances()[0]?.health !== "passing" && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 20));
+      assert.equal(view.instances()[0]?.health, "passing");
+      assert.deepEqual(await instance.health(), { code: 200, body: { status: "passing" } });
+      await instance.drain();
+      assert.deepEqual(await instance.health(), { code: 503, body: { status: "draining" } });
+      assert.equal(view.snapshot().all.length, 0);
+    } finally {
+      instance.stop();
+      view.close();
+    }
+  });
+
+  it("keeps trying to register while the store fails, and stop() ends the attempts with a clear error", async () => {
+    const gone = openEmbedded();
+    await gone.close();
+    logged.length = 0;
+    const instance = new ServiceInstance({ store: gone, service: "shop", namespace: ns() }, log);
+    const registering = instance.register(bound);
+    const deadline = Date.now() + 5_000;
+    while (logged.filter((m) => m.startsWith("registration failed")).length < 2 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.ok(logged.filter((m) => m.startsWith("registration failed")).length >= 2, "it tried again");
+    instance.stop();
+    await assert.rejects(registering, /the server closed before it was registered/);
+    await assert.rejects(new ServiceInstance({}, log).register(bound), /invalid service/);
+    assert.deepEqual(
+      await new ServiceInstance(
+        {
+          healthCheck: () => {
+            throw new Error("db down");
+          },
+        },
+        log,
+      ).health(),
+      {
+        code: 503,
+        body: { status: "critical" },
+      },
+    );
   });
 });
