@@ -70,7 +70,14 @@ export interface EmbeddedOptions {
   readonly progressNotifyIntervalMs?: number;
   /** Told after each durable commit: how long it took and how many changes it carried (for metrics). */
   readonly onCommit?: (durationMs: number, changes: number) => void;
+  /**
+   * The most write requests one commit carries (default 32). A burst beyond it is committed
+   * in several batches, so that clients get the first answers while the rest are written.
+   */
+  readonly maxBatchWrites?: number;
 }
+
+const DEFAULT_MAX_BATCH_WRITES = 32;
 
 export const DB_FILE = "cairn.db";
 
@@ -107,8 +114,13 @@ export class EmbeddedStore implements Store {
   /** The newest revision committed to disk: what readers and watchers see. */
   #durable = 1;
   #compactRevision = 0;
+  /** The batch writes join now, and the writers waiting on it. */
   #batch: Batch | undefined;
   #waiters: Waiter[] = [];
+  /** Full batches waiting for their commit, oldest first; `to` is the newest revision each holds. */
+  #sealed: { batch: Batch; waiters: Waiter[]; to: number }[] = [];
+  #flushScheduled = false;
+  readonly #maxBatchWrites: number;
   #closed = false;
   #failure: unknown;
   #commits = 0;
@@ -119,6 +131,7 @@ export class EmbeddedStore implements Store {
     this.#onCommit = options.onCommit;
     this.#memoryOnly = persistence instanceof NoPersistence;
     this.#limits = { ...DEFAULT_LIMITS, ...options.limits };
+    this.#maxBatchWrites = options.maxBatchWrites ?? DEFAULT_MAX_BATCH_WRITES;
     this.#load();
     this.#progressTimer = setInterval(() => this.#sendProgress(), options.progressNotifyIntervalMs ?? 600_000);
     this.#progressTimer.unref();
@@ -452,28 +465,52 @@ export class EmbeddedStore implements Store {
   #pendingBatch(): Batch {
     if (!this.#batch) {
       this.#batch = { changes: [], leasePuts: [], leaseDeletes: [] };
-      // Memory needs no disk turn; disk batches everything written in this event-loop turn.
-      if (this.#memoryOnly) queueMicrotask(() => this.#flush());
-      else setImmediate(() => this.#flush());
+      this.#scheduleFlush();
     }
     return this.#batch;
+  }
+
+  #scheduleFlush(): void {
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    // Memory needs no disk turn; disk batches everything written in this event-loop turn.
+    if (this.#memoryOnly) queueMicrotask(() => this.#flush());
+    else setImmediate(() => this.#flush());
   }
 
   /** Resolves once everything applied so far is durable (and visible). */
   #durableWrite(): Promise<void> {
     if (this.#failure !== undefined) return Promise.reject(this.#failure);
-    if (!this.#batch) return Promise.resolve();
-    return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
+    if (!this.#batch) {
+      const last = this.#sealed.at(-1);
+      if (!last) return Promise.resolve();
+      return new Promise((resolve, reject) => last.waiters.push({ resolve, reject }));
+    }
+    return new Promise((resolve, reject) => {
+      this.#waiters.push({ resolve, reject });
+      if (!this.#memoryOnly && this.#waiters.length >= this.#maxBatchWrites) this.#seal();
+    });
   }
 
-  #flush(): void {
-    const batch = this.#batch;
-    if (!batch) return;
-    const waiters = this.#waiters;
+  #seal(): void {
+    if (!this.#batch) return;
+    this.#sealed.push({ batch: this.#batch, waiters: this.#waiters, to: this.#revision });
     this.#batch = undefined;
     this.#waiters = [];
+  }
+
+  /**
+   * Commits the oldest full batch (or the open one). A burst of writes is committed in
+   * several batches, one per event-loop turn, so the answers to the first go out while
+   * the next is being written: clients keep working instead of waiting for the whole burst.
+   */
+  #flush(): void {
+    this.#flushScheduled = false;
+    if (this.#sealed.length === 0) this.#seal();
+    const next = this.#sealed.shift();
+    if (!next) return;
+    const { batch, waiters, to } = next;
     const from = this.#durable + 1;
-    const to = this.#revision;
     const started = performance.now();
     try {
       this.#persistence.commit(batch);
@@ -481,6 +518,11 @@ export class EmbeddedStore implements Store {
       // Memory is now ahead of disk: stop serving rather than show writes that may vanish.
       this.#failure = err;
       for (const w of waiters) w.reject(err);
+      for (const s of this.#sealed) for (const w of s.waiters) w.reject(err);
+      for (const w of this.#waiters) w.reject(err);
+      this.#sealed = [];
+      this.#batch = undefined;
+      this.#waiters = [];
       void this.close();
       return;
     }
@@ -489,6 +531,7 @@ export class EmbeddedStore implements Store {
     this.#durable = to;
     if (to >= from) this.#hub.dispatch(this.#index.changes(from, to), to, (e) => this.#prevOf(e));
     for (const w of waiters) w.resolve();
+    if (this.#sealed.length > 0 || this.#batch) this.#scheduleFlush();
   }
 
   #prevOf(e: Entry): KeyValue | undefined {
@@ -708,7 +751,7 @@ export class EmbeddedStore implements Store {
 
   async close(): Promise<void> {
     if (this.#closed) return;
-    if (this.#batch && this.#failure === undefined) this.#flush();
+    while ((this.#batch || this.#sealed.length > 0) && this.#failure === undefined) this.#flush();
     this.#closed = true;
     clearInterval(this.#progressTimer);
     for (const state of this.#leases.values()) if (state.timer) clearTimeout(state.timer);

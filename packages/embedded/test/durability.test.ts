@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
+import type { PutResult } from "@cairn/core";
 import { openEmbedded } from "../src/index.js";
 
 const dirs: string[] = [];
@@ -144,7 +145,7 @@ describe("embedded engine durability", () => {
   });
 
   it("writes issued in one event-loop turn share one commit", async () => {
-    const store = openEmbedded({ dataDir: tempDir() });
+    const store = openEmbedded({ dataDir: tempDir(), maxBatchWrites: 64 });
     try {
       await store.put("turn/warm", "x");
       const before = store.stats().commits;
@@ -152,6 +153,27 @@ describe("embedded engine durability", () => {
       assert.equal(store.stats().commits - before, 1);
       const revisions = results.map((r) => r.header.revision);
       assert.equal(new Set(revisions).size, 50, "each write still has its own revision");
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("a burst beyond maxBatchWrites commits in order, in batches that are answered one by one", async () => {
+    const store = openEmbedded({ dataDir: tempDir(), maxBatchWrites: 16 });
+    try {
+      await store.put("burst/warm", "x");
+      const before = store.stats().commits;
+      const pending = Array.from({ length: 50 }, (_, i) => store.put(`burst/${i}`, String(i)));
+      const first = await (pending[0] as Promise<PutResult>);
+      assert.equal(store.stats().commits - before, 1, "the first batch is answered after its own commit");
+      assert.equal((await store.get("burst/15"))?.modRevision, first.header.revision + 15);
+      assert.equal(await store.get("burst/16"), undefined, "later batches are not visible yet");
+      const results = await Promise.all(pending);
+      assert.equal(store.stats().commits - before, 4);
+      assert.deepEqual(
+        results.map((r) => r.header.revision),
+        results.map((_, i) => first.header.revision + i),
+      );
     } finally {
       await store.close();
     }
