@@ -45,7 +45,7 @@ import {
   wrap,
   zoneAware,
 } from "@cairn/runtime";
-import { type Dispatcher, Pool } from "undici";
+import { type Dispatcher, Pool, util } from "undici";
 import { Deadlines, type Timed } from "./deadlines.js";
 
 export interface HttpPolicyOptions {
@@ -186,14 +186,28 @@ class ServerErrorStatus extends Error {
   }
 }
 
+type Headers = Readonly<Record<string, string | string[] | undefined>>;
+
 class Response implements HttpResponse {
+  #raw: Buffer[] | null;
+  #headers: Headers | undefined;
   constructor(
     readonly status: number,
-    readonly headers: Readonly<Record<string, string | string[] | undefined>>,
+    rawHeaders: Buffer[] | null,
     readonly body: Buffer,
     readonly endpoint: Endpoint,
     readonly attempts: number,
-  ) {}
+  ) {
+    this.#raw = rawHeaders;
+  }
+  /** Parsed on first read: a caller that only wants the body does not pay for it. */
+  get headers(): Headers {
+    if (this.#headers === undefined) {
+      this.#headers = this.#raw === null ? {} : util.parseHeaders(this.#raw);
+      this.#raw = null;
+    }
+    return this.#headers;
+  }
   text(): string {
     return this.body.toString("utf8");
   }
@@ -370,6 +384,11 @@ const EMPTY_BODY = Buffer.alloc(0);
  * One attempt of a request, and its own undici dispatch handler (a fresh one per attempt, so a
  * late callback of an abandoned attempt cannot touch the next). Its deadline is queued on the
  * service's Deadlines.
+ *
+ * It implements undici's first handler interface (onConnect, onHeaders, ...), which undici's own
+ * request() still uses: with the newer one (onRequestStart, ...) undici parses every response's
+ * headers into an object before the handler sees them, which cost a local request more than all
+ * of this client's other work; here they are parsed only when the caller reads them.
  */
 class Attempt implements Dispatcher.DispatchHandler, Timed {
   deadline = 0;
@@ -378,8 +397,8 @@ class Attempt implements Dispatcher.DispatchHandler, Timed {
   queued = false;
   ended = false;
   status = 0;
-  headers: Record<string, string | string[] | undefined> = {};
-  #controller: Dispatcher.DispatchController | undefined = undefined;
+  rawHeaders: Buffer[] | null = null;
+  #abort: ((err?: Error) => void) | undefined = undefined;
   #pending: Error | undefined = undefined;
   #first: Buffer | undefined = undefined;
   #chunks: Buffer[] | undefined = undefined;
@@ -393,10 +412,10 @@ class Attempt implements Dispatcher.DispatchHandler, Timed {
     readonly started: number,
   ) {}
 
-  /** Cancels the dispatch (now, or as soon as undici hands over its controller) and ends the attempt with `err`. */
+  /** Cancels the dispatch (now, or as soon as undici hands over its abort function) and ends the attempt with `err`. */
   abort(err: Error): void {
     if (this.ended) return;
-    if (this.#controller) this.#controller.abort(err);
+    if (this.#abort) this.#abort(err);
     else this.#pending = err;
     this.call.ended(this, err);
   }
@@ -409,35 +428,33 @@ class Attempt implements Dispatcher.DispatchHandler, Timed {
     return this.#chunks !== undefined ? Buffer.concat(this.#chunks) : (this.#first ?? EMPTY_BODY);
   }
 
-  onRequestStart(controller: Dispatcher.DispatchController): void {
-    this.#controller = controller;
-    if (this.#pending) controller.abort(this.#pending);
+  onConnect(abort: (err?: Error) => void): void {
+    this.#abort = abort;
+    if (this.#pending) abort(this.#pending);
   }
 
-  onResponseStart(
-    _controller: Dispatcher.DispatchController,
-    statusCode: number,
-    headers: Record<string, string | string[] | undefined>,
-  ): void {
+  onHeaders(statusCode: number, rawHeaders: Buffer[]): boolean {
     this.status = statusCode;
-    this.headers = headers;
+    this.rawHeaders = rawHeaders;
+    return true;
   }
 
-  onResponseData(_controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (this.ended) return;
+  onData(chunk: Buffer): boolean {
+    if (this.ended) return true;
     this.#size += chunk.length;
     const max = this.call.sc.maxResponseBytes;
     if (this.#size > max) this.abort(new TooLargeError("the response body", this.#size, max));
     else if (this.#first === undefined) this.#first = chunk;
     else if (this.#chunks === undefined) this.#chunks = [this.#first, chunk];
     else this.#chunks.push(chunk);
+    return true;
   }
 
-  onResponseEnd(): void {
+  onComplete(): void {
     this.call.ended(this, undefined);
   }
 
-  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+  onError(err: Error): void {
     this.call.ended(this, err);
   }
 }
@@ -563,7 +580,7 @@ class Call {
       let error: unknown = err;
       if (err === undefined) {
         const status = attempt.status;
-        response = new Response(status, attempt.headers, attempt.body(), attempt.pick.endpoint, this.attempts);
+        response = new Response(status, attempt.rawHeaders, attempt.body(), attempt.pick.endpoint, this.attempts);
         if (status >= 500 && !PERMANENT_5XX.has(status)) error = new ServerErrorStatus(response);
       }
       const breaker = attempt.breaker;
