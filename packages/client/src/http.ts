@@ -493,7 +493,8 @@ class Call {
     if (signal.aborted) return Promise.reject(cancelled(signal));
     this.#signal = signal;
     this.#delays = undefined;
-    this.retry?.begin();
+    const now = performance.now();
+    this.retry?.begin(now);
     const promise = new Promise<HttpResponse>((resolve, reject) => {
       this.#resolve = resolve;
       this.#reject = reject;
@@ -503,11 +504,12 @@ class Call {
       this.#onAbort = () => this.#current?.abort(cancelled(signal));
       signal.addEventListener("abort", this.#onAbort, { once: true });
     }
-    this.#attempt();
+    this.#attempt(now);
     return promise;
   }
 
-  #attempt(): void {
+  /** `now`: a performance.now() reading just taken, if there is one. */
+  #attempt(now?: number): void {
     const sc = this.sc;
     const signal = this.#signal;
     this.attempts++;
@@ -536,7 +538,7 @@ class Call {
       return;
     }
     const e = pick.endpoint;
-    const started = performance.now();
+    const started = now ?? performance.now();
     if (signal.aborted) {
       this.#afterFailure(pick, cancelled(signal));
       return;
@@ -585,8 +587,9 @@ class Call {
       }
       const breaker = attempt.breaker;
       if (error === undefined) {
-        breaker?.succeeded(attempt.ticket);
-        attempt.pick.done(performance.now() - attempt.started, "success");
+        const now = performance.now();
+        breaker?.succeeded(attempt.ticket, now);
+        attempt.pick.done(now - attempt.started, "success", now);
         this.#finish(response, undefined);
         return;
       }

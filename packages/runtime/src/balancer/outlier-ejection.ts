@@ -54,8 +54,8 @@ class Host implements Pick {
     public endpoint: Endpoint,
     private readonly detector: Detector,
   ) {}
-  done(latencyMs?: number, outcome?: Outcome): void {
-    this.inner?.done(latencyMs, outcome);
+  done(latencyMs?: number, outcome?: Outcome, now?: number): void {
+    this.inner?.done(latencyMs, outcome, now);
     this.detector.report(this, outcome);
   }
 }

@@ -49,10 +49,10 @@ class EwmaPick implements Pick {
     return this.cost * (this.pending + 1);
   }
 
-  done(latencyMs?: number, _outcome?: Outcome): void {
+  done(latencyMs?: number, _outcome?: Outcome, now?: number): void {
     if (this.pending > 0) this.pending--;
     if (latencyMs !== undefined && latencyMs >= 0) {
-      this.observe(this.clock.now(), latencyMs);
+      this.observe(now !== undefined && this.clock === systemClock ? now : this.clock.now(), latencyMs);
       this.sampled = true;
     }
   }

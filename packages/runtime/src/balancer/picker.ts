@@ -25,8 +25,10 @@ export interface Pick {
   /**
    * Call once when the request ends. `latencyMs` feeds latency-aware pickers (the caller
    * measures it); `outcome` defaults to "success". Pickers that track nothing ignore it.
+   * `now`: a performance.now() reading the caller took as the request ended (it measured the
+   * latency with it), which a picker on the system clock uses instead of reading it again.
    */
-  done(latencyMs?: number, outcome?: Outcome): void;
+  done(latencyMs?: number, outcome?: Outcome, now?: number): void;
 }
 
 export interface Picker {

@@ -203,9 +203,12 @@ export class CircuitBreakerPolicy implements Policy {
     return this.#generation * 2;
   }
 
-  /** The admitted call answered. */
-  succeeded(ticket: BreakerTicket): void {
-    this.#settle(ticket, "success");
+  /**
+   * The admitted call answered. `now`: a performance.now() reading the caller took as it
+   * ended, used instead of reading the clock again when the breaker runs on the system clock.
+   */
+  succeeded(ticket: BreakerTicket, now?: number): void {
+    this.#settle(ticket, "success", undefined, now);
   }
 
   /**
@@ -216,13 +219,13 @@ export class CircuitBreakerPolicy implements Policy {
     this.#settle(ticket, cancelled ? "neutral" : this.#isFailure(error) ? "failure" : "success", error);
   }
 
-  #settle(ticket: BreakerTicket, verdict: "success" | "failure" | "neutral", error?: unknown): void {
+  #settle(ticket: BreakerTicket, verdict: "success" | "failure" | "neutral", error?: unknown, at?: number): void {
     // A call's result counts only in the state (generation) it started in.
     if (Math.floor(ticket / 2) !== this.#generation) return;
     const probe = ticket % 2 === 1;
     if (probe) this.#probesOut--;
     if (verdict === "neutral") return;
-    const now = this.#clock.now();
+    const now = at !== undefined && this.#clock === systemClock ? at : this.#clock.now();
     if (this.#state === "closed") {
       if (verdict === "success") this.#strategy.success(now);
       else if (this.#strategy.failure(now)) this.#open(now, error);

@@ -36,14 +36,17 @@ export class RetryBudget {
     this.#epoch = Math.floor(this.#clock.now() / this.#slotMs);
   }
 
-  /** Records one request (a first attempt). */
-  deposit(): void {
-    this.#deposits[this.#advance()]! += 1;
+  /**
+   * Records one request (a first attempt). `now`: a performance.now() reading the caller has
+   * just taken, used instead of reading the clock again when the budget runs on the system clock.
+   */
+  deposit(now?: number): void {
+    this.#deposits[this.#advance(now !== undefined && this.#clock === systemClock ? now : this.#clock.now())]! += 1;
   }
 
   /** Takes one retry from the budget; false when it is spent. */
   tryWithdraw(): boolean {
-    const slot = this.#advance();
+    const slot = this.#advance(this.#clock.now());
     if (this.#balance() < 1) return false;
     this.#withdrawals[slot]! += 1;
     return true;
@@ -51,7 +54,7 @@ export class RetryBudget {
 
   /** Retries available now (may be fractional). */
   get balance(): number {
-    this.#advance();
+    this.#advance(this.#clock.now());
     return this.#balance();
   }
 
@@ -66,8 +69,8 @@ export class RetryBudget {
   }
 
   /** Clears the slots that have slid out of the window; returns the current slot. */
-  #advance(): number {
-    const epoch = Math.floor(this.#clock.now() / this.#slotMs);
+  #advance(now: number): number {
+    const epoch = Math.floor(now / this.#slotMs);
     const stale = Math.min(SLOTS, epoch - this.#epoch);
     for (let i = 1; i <= stale; i++) {
       const slot = (this.#epoch + i) % SLOTS;

@@ -140,9 +140,12 @@ export class RetryPolicy implements Policy {
   // The steps of execute(), for a caller that runs its attempts itself (the HTTP client does,
   // so a request that succeeds at once costs no promise per policy layer).
 
-  /** Counts one execution in the budget: execute()'s first step, once the signal is known not aborted. */
-  begin(): void {
-    this.#budget?.deposit();
+  /**
+   * Counts one execution in the budget: execute()'s first step, once the signal is known not
+   * aborted. `now`: a performance.now() reading just taken (see RetryBudget.deposit).
+   */
+  begin(now?: number): void {
+    this.#budget?.deposit(now);
   }
 
   /** A fresh sequence of delays for one execution. */
