@@ -287,6 +287,69 @@ function suite(engine: string, open: () => Promise<{ store: Store; close: () => 
       }
     });
 
+    it("times out each attempt of a staggered burst at its own deadline", async () => {
+      const namespace = ns();
+      const hung = await serve("hung", () => {});
+      await reg(namespace, "users", "hung", hung.port);
+      const client = createHttpClient(store, { namespace, policies: { timeoutMs: 150, retry: false } });
+      try {
+        const timed = async () => {
+          const started = Date.now();
+          const error = await client.request("users", { path: "/" }).then(
+            () => undefined,
+            (e: unknown) => e,
+          );
+          return { error, started, ended: Date.now() };
+        };
+        const first = [timed(), timed()];
+        await new Promise((r) => setTimeout(r, 60));
+        const second = [timed(), timed()];
+        const results = await Promise.all([...first, ...second]);
+        for (const r of results) {
+          assert.ok(isCairnError(r.error, "ETIMEOUT"), `timed out: ${String(r.error)}`);
+          assert.ok(r.ended - r.started >= 140, `not before its own deadline (${r.ended - r.started} ms)`);
+        }
+        const lastOfFirst = Math.max(...results.slice(0, 2).map((r) => r.ended));
+        const firstOfSecond = Math.min(...results.slice(2).map((r) => r.ended));
+        assert.ok(firstOfSecond >= lastOfFirst, "the later attempts expire after the earlier");
+        assert.equal(hung.hits.length, 4);
+      } finally {
+        await client.close();
+      }
+    });
+
+    it("reads a body that arrives in many chunks whole, and the response's headers on demand", async () => {
+      const namespace = ns();
+      const chunk = Buffer.alloc(64 * 1024, 97);
+      const chunky = await serve("chunky", (_req, res) => {
+        res.setHeader("x-served-by", "chunky");
+        res.setHeader("set-cookie", ["a=1", "b=2"]);
+        let left = 8;
+        const write = () => {
+          if (left-- === 0) return res.end("z");
+          res.write(chunk, () => setImmediate(write));
+        };
+        write();
+      });
+      await reg(namespace, "users", "chunky", chunky.port);
+      const client = createHttpClient(store, { namespace });
+      try {
+        const res = await client.request("users", { path: "/" });
+        assert.equal(res.status, 200);
+        assert.equal(res.body.length, 8 * 64 * 1024 + 1);
+        assert.equal(res.text().at(-1), "z");
+        assert.ok(res.body.subarray(0, 8 * 64 * 1024).every((b) => b === 97));
+        assert.equal(res.headers["x-served-by"], "chunky");
+        assert.deepEqual(res.headers["set-cookie"], ["a=1", "b=2"]);
+        assert.equal(res.headers, res.headers, "parsed once");
+        const empty = await client.request("users", { path: "/", method: "HEAD" });
+        assert.equal(empty.body.length, 0);
+        assert.equal(empty.headers["x-served-by"], "chunky");
+      } finally {
+        await client.close();
+      }
+    });
+
     it("refuses a response body over maxResponseBytes with ETOO_LARGE and does not retry it", async () => {
       const namespace = ns();
       const big = await serve("big", (_req, res) => {

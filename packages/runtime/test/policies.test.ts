@@ -11,6 +11,7 @@ import {
   FakeClock,
   fallback,
   type GiveUpEvent,
+  NEVER_ABORTED,
   policyRegistry,
   rateLimiter,
   retry,
@@ -297,6 +298,43 @@ describe("retry", () => {
   });
 });
 
+describe("retry, driven step by step", () => {
+  it("begin, retryDelay and wait make the decisions and events of execute(), budget included", async () => {
+    const clock = new FakeClock();
+    const budget = retryBudget({ ratio: 0, minPerSecond: 0.1, windowMs: 10_000, clock });
+    const policy = retry({ maxAttempts: 3, budget, clock, backoff: exponentialBackoff({ jitter: "none" }) });
+    const events: string[] = [];
+    policy.onRetry((e) => events.push(`retry ${e.attempt} after ${e.delayMs}`));
+    policy.onGiveUp((e) => events.push(`give up after ${e.attempts}: ${e.reason}`));
+    const unsent = Object.assign(new Error("refused"), { code: "ECONNREFUSED" });
+    const sent = new Error("reset mid-answer");
+    policy.begin();
+    const delays = policy.backoff();
+    assert.equal(policy.retryDelay(unsent, 1, delays), 100);
+    assert.equal(policy.retryDelay(sent, 2, delays), undefined, "not idempotent: a request that may have left is kept");
+    const idempotent = policy.withIdempotent(true);
+    idempotent.begin();
+    const next = idempotent.backoff();
+    assert.equal(idempotent.retryDelay(sent, 1, next), undefined, "the reserve of one retry is spent");
+    assert.equal(idempotent.retryDelay(unsent, 3, next), undefined);
+    assert.deepEqual(events, [
+      "retry 1 after 100",
+      "give up after 2: not-idempotent",
+      "give up after 1: budget",
+      "give up after 3: attempts",
+    ]);
+    let waited = false;
+    const waiting = policy.wait(250, NEVER_ABORTED).then(() => {
+      waited = true;
+    });
+    await clock.advance(249);
+    assert.equal(waited, false);
+    await clock.advance(1);
+    await waiting;
+    assert.equal(waited, true);
+  });
+});
+
 describe("backoff", () => {
   const take = (n: number, b: ReturnType<typeof exponentialBackoff>) => {
     const seq = b.start(seededRandom(9));
@@ -481,6 +519,31 @@ describe("circuit breaker", () => {
     assert.equal(breaker.state, "closed");
     assert.equal(await breaker.execute(ok), "ok");
     assert.deepEqual(states, ["isolated", "closed"]);
+  });
+
+  it("driven step by step (admit, succeeded, failed) it opens, refuses, probes and closes as execute() does", async () => {
+    const clock = new FakeClock();
+    const breaker = circuitBreaker({ breaker: consecutiveBreaker(2), halfOpenAfterMs: 1000, clock });
+    const transitions: string[] = [];
+    breaker.onStateChange((e) => transitions.push(`${e.from}→${e.to}`));
+    const early = breaker.admit();
+    breaker.failed(breaker.admit(), new Error("boom"));
+    breaker.failed(breaker.admit(), new Error("boom"), true);
+    assert.equal(breaker.state, "closed", "a cancelled call is no failure");
+    breaker.failed(breaker.admit(), new Error("boom"));
+    assert.equal(breaker.state, "open");
+    breaker.succeeded(early);
+    assert.equal(breaker.state, "open", "a call admitted before the breaker opened does not count");
+    assert.throws(
+      () => breaker.admit(),
+      (e: unknown) => e instanceof CircuitOpenError && e.retryAfterMs === 1000,
+    );
+    await clock.advance(1000);
+    const probe = breaker.admit();
+    assert.throws(() => breaker.admit(), CircuitOpenError, "one probe at a time");
+    breaker.succeeded(probe, 123_456);
+    assert.equal(breaker.state, "closed");
+    assert.deepEqual(transitions, ["closed→open", "open→half-open", "half-open→closed"]);
   });
 
   it("a registry keeps one independent breaker per endpoint", async () => {
