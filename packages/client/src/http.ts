@@ -516,30 +516,14 @@ class Call {
     let pick: Pick;
     try {
       pick = sc.balancer.pick(this.pickCtx);
-      const failed = this.#failed;
-      // Pick again (a few times) past an endpoint whose breaker is open, and, on a retry, past
-      // one that already failed this request (Envoy's previous_hosts predicate): a host that
-      // just failed is the likeliest to fail again.
-      for (let i = 0; i < 3 && sc.avoid(pick.endpoint.id, failed); i++) {
-        pick.done(sc.timeoutMs, "local-error");
-        pick = sc.balancer.pick(this.pickCtx);
-      }
-      // A picker that keeps choosing the same endpoint (a sticky hash, P2C with two endpoints
-      // and one that looks idle) is passed by for any other usable one.
-      if (sc.avoid(pick.endpoint.id, failed)) {
-        const other = sc.balancer.picker.endpoints.find((x) => !sc.avoid(x.id, failed));
-        if (other) {
-          pick.done(undefined, "local-error");
-          pick = new StaticPick(other);
-        }
-      }
+      if (sc.avoid(pick.endpoint.id, this.#failed)) pick = this.#reroute(pick);
     } catch (err) {
       this.#afterFailure(undefined, err);
       return;
     }
     const e = pick.endpoint;
     const started = now ?? performance.now();
-    if (signal.aborted) {
+    if (signal !== NEVER_ABORTED && signal.aborted) {
       this.#afterFailure(pick, cancelled(signal));
       return;
     }
@@ -569,6 +553,31 @@ class Call {
     } catch (err) {
       this.ended(attempt, err as Error);
     }
+  }
+
+  /**
+   * Trades `pick`, which should be avoided, for another: picks again (a few times) past an
+   * endpoint whose breaker is open, and, on a retry, past one that already failed this request
+   * (Envoy's previous_hosts predicate): a host that just failed is the likeliest to fail again.
+   */
+  #reroute(avoided: Pick): Pick {
+    const sc = this.sc;
+    const failed = this.#failed;
+    let pick = avoided;
+    for (let i = 0; i < 3 && sc.avoid(pick.endpoint.id, failed); i++) {
+      pick.done(sc.timeoutMs, "local-error");
+      pick = sc.balancer.pick(this.pickCtx);
+    }
+    // A picker that keeps choosing the same endpoint (a sticky hash, P2C with two endpoints
+    // and one that looks idle) is passed by for any other usable one.
+    if (sc.avoid(pick.endpoint.id, failed)) {
+      const other = sc.balancer.picker.endpoints.find((x) => !sc.avoid(x.id, failed));
+      if (other) {
+        pick.done(undefined, "local-error");
+        pick = new StaticPick(other);
+      }
+    }
+    return pick;
   }
 
   /** The end of `attempt`: answered (err undefined) or failed. */
