@@ -35,6 +35,8 @@ export class GatewayExchange implements Exchange {
   params: Readonly<Record<string, string>>;
   routeId = "";
   readonly locals: Record<string, unknown> = {};
+  /** Set while the request is forwarded: stops the upstream attempt when the client leaves. */
+  onClientGone: (() => void) | undefined;
   readonly upstreamHeaders: Record<string, string | string[]>;
 
   constructor(

@@ -2,9 +2,11 @@
 // retries and the breaker, how failures map to statuses, and the small parsers of the request
 // line the gateway needs.
 import { setMaxListeners } from "node:events";
-import type { IncomingMessage } from "node:http";
-import { Readable, Writable } from "node:stream";
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
+import { Readable } from "node:stream";
+import { CancelledError } from "@cairn/core";
 import { hashString, type PickContext } from "@cairn/runtime";
+import type { Dispatcher } from "undici";
 import { type GatewayExchange, normalizePath } from "./exchange.js";
 import type { Upstream } from "./upstream.js";
 
@@ -20,13 +22,6 @@ export class DeliveredServerError extends Error {
   readonly committed = true;
   constructor(readonly status: number) {
     super(`upstream answered ${status}`);
-  }
-}
-
-/** Where the body of a response that will be retried goes. */
-export class Discard extends Writable {
-  override _write(_chunk: unknown, _encoding: string, callback: () => void): void {
-    callback();
   }
 }
 
@@ -174,4 +169,94 @@ export function hasBody(req: IncomingMessage): boolean {
   const length = req.headers["content-length"];
   if (length !== undefined) return length !== "0";
   return req.headers["transfer-encoding"] !== undefined;
+}
+
+/** What an attempt needs from the request it serves. */
+export interface AttemptOwner {
+  readonly res: ServerResponse;
+  /** Whether the client left before its response was complete. */
+  readonly clientGone: boolean;
+  /** Whether a 5xx with this status should be discarded so another attempt can answer. */
+  retryable(status: number): boolean;
+  /** The upstream's response headers are in: what to send the client (hooks run, hop-by-hop gone). */
+  commit(status: number, headers: Record<string, string | string[] | undefined>): OutgoingHttpHeaders;
+  /** The attempt is over: the response went out whole (or was discarded for a retry), or `err`. */
+  ended(attempt: Attempt, err: Error | undefined): void;
+}
+
+/**
+ * One attempt's undici dispatch handler: the upstream's answer goes straight into the client's
+ * response (head, then chunks with backpressure), or, for a 5xx that will be retried, is read
+ * and dropped. One object per attempt, no stream or promise between the two sockets.
+ */
+export class Attempt implements Dispatcher.DispatchHandler {
+  /** Set when a retryable 5xx was discarded (the attempt then ends well, and the owner retries). */
+  retryStatus = 0;
+  /** Set once response headers went to the client: nothing may be retried or replied after. */
+  committed = false;
+  // Dropped once the attempt ends: undici's coarse timers keep a finished request (and so this
+  // handler) reachable for a while, and the exchange behind the owner must not live that long.
+  #owner: AttemptOwner | undefined;
+  #controller: Dispatcher.DispatchController | undefined;
+  #onDrain: (() => void) | undefined;
+
+  constructor(owner: AttemptOwner) {
+    this.#owner = owner;
+  }
+
+  /** Stops the attempt (the client left): undici closes the upstream connection. */
+  abort(err: Error): void {
+    this.#controller?.abort(err);
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller;
+    if (this.#owner?.clientGone) controller.abort(new CancelledError("request (the client went away)"));
+  }
+
+  onResponseStart(
+    _controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: Record<string, string | string[] | undefined>,
+  ): void {
+    const owner = this.#owner;
+    // Informational answers (103 Early Hints) are not passed on; the final one follows.
+    if (!owner || statusCode < 200) return;
+    if (statusCode >= 500 && owner.retryable(statusCode)) {
+      this.retryStatus = statusCode;
+      return;
+    }
+    this.committed = true;
+    owner.res.writeHead(statusCode, owner.commit(statusCode, headers));
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.retryStatus !== 0 || !this.#owner) return;
+    const res = this.#owner.res;
+    if (!res.write(chunk) && !res.destroyed) {
+      controller.pause();
+      this.#onDrain ??= () => controller.resume();
+      res.once("drain", this.#onDrain);
+    }
+  }
+
+  onResponseEnd(): void {
+    if (this.retryStatus === 0) this.#owner?.res.end();
+    this.end(undefined);
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    this.end(err);
+  }
+
+  /** Ends the attempt once (also used when dispatch itself throws). */
+  end(err: Error | undefined): void {
+    const owner = this.#owner;
+    if (!owner) return;
+    if (this.#onDrain) owner.res.off("drain", this.#onDrain);
+    this.#owner = undefined;
+    this.#controller = undefined;
+    this.#onDrain = undefined;
+    owner.ended(this, err);
+  }
 }

@@ -4,39 +4,25 @@
 // runtime. A request holds the compiled route it matched until it ends, so a reload never
 // changes a request mid-way. close() drains: no new connections, in-flight requests finish.
 import { randomUUID } from "node:crypto";
-import { EventEmitter } from "node:events";
 import { createServer, type IncomingMessage, type OutgoingHttpHeaders, type Server, ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { performance } from "node:perf_hooks";
-import { CancelledError, InvalidArgumentError, type Store } from "@cairn/core";
+import { InvalidArgumentError, type Store } from "@cairn/core";
 import { segment } from "@cairn/recipes";
-import type { RetryPolicy } from "@cairn/runtime";
 import pino, { type Logger } from "pino";
 import { Gauge, Registry } from "prom-client";
 import type { Dispatcher } from "undici";
 import { applyHeaderOps, GatewayExchange, responseHeaders, rewritePath } from "./exchange.js";
-import {
-  CONNECT_CODES,
-  classify,
-  codeOf,
-  DeliveredServerError,
-  Discard,
-  hasBody,
-  hostOf,
-  LazyBody,
-  type Marked,
-  NEVER_ABORTED,
-  pickContext,
-  REQUEST_ID,
-  StatusError,
-  splitUrl,
-} from "./forwarding.js";
+import { type ForwardHost, Forwarding } from "./forward.js";
+import { CONNECT_CODES, classify, codeOf, hostOf, pickContext, REQUEST_ID, splitUrl } from "./forwarding.js";
 import { DEFAULT_NAMESPACE } from "./keys.js";
 import type { GatewayPlugin, PluginInstance, Reply } from "./plugin.js";
 import { builtinPlugins } from "./plugins/index.js";
 import { RouteSchemaError, zodIssues } from "./schema.js";
 import { type CompiledRoute, RouteTable, type TableStatus } from "./table.js";
 import { PoolSet, UpstreamRegistry } from "./upstream.js";
+
+const NO_PLUGINS: readonly PluginInstance[] = [];
 
 export interface GlobalPluginRef {
   readonly name: string;
@@ -76,6 +62,13 @@ export class Gateway {
   readonly #globalInstances: PluginInstance[] = [];
   readonly #maxBody: number;
   readonly #sockets = new Set<Socket>();
+  /** What each request's Forwarding reaches back for. */
+  readonly #host: ForwardHost = {
+    draining: () => this.#draining,
+    outbound: (ex, route, headers) => this.#outboundHooks(ex, route, headers),
+    reply: (ex, route, failure) => this.#reply(ex, route, failure),
+    debug: (err, route, ex) => this.logger.debug({ err, route: route.id, requestId: ex.requestId }, "upstream failure"),
+  };
   #inflight = 0;
   #drained: (() => void) | undefined;
   #draining = false;
@@ -237,58 +230,99 @@ export class Gateway {
 
   /** The request handler (usable from another http server too). */
   handle(req: IncomingMessage, res: ServerResponse): void {
-    const { ex, route, requestId } = this.#begin(req, res, req.socket.remoteAddress ?? "");
+    const { ex, route } = this.#begin(req, res, req.socket.remoteAddress ?? "");
     this.#inflight++;
     if (this.#draining) res.setHeader("connection", "close");
-    res.once("close", () => this.#finish(ex, route));
-    void this.#serve(ex, route).catch((err) => {
-      this.logger.error({ err, requestId }, "gateway failed on a request");
-      this.#reply(ex, route, classify(err));
+    res.once("close", () => {
+      if (!res.writableFinished) ex.onClientGone?.();
+      this.#finish(ex, route);
     });
+    try {
+      this.#serve(ex, route, 0);
+    } catch (err) {
+      this.#crashed(ex, route, err);
+    }
   }
 
-  async #serve(ex: GatewayExchange, route: CompiledRoute | undefined): Promise<void> {
+  #crashed(ex: GatewayExchange, route: CompiledRoute | undefined, err: unknown): void {
+    this.logger.error({ err, requestId: ex.requestId }, "gateway failed on a request");
+    this.#reply(ex, route, classify(err));
+  }
+
+  /**
+   * Runs the request hooks from number `from` on (the global ones, then the route's), then
+   * forwards. Synchronous while the hooks are: a hook that returns a promise continues the
+   * rest once it settles.
+   */
+  #serve(ex: GatewayExchange, route: CompiledRoute | undefined, from: number): void {
     if (ex.path === "") {
-      return this.#reply(ex, undefined, {
+      this.#reply(ex, undefined, {
         status: 400,
         code: "EBAD_REQUEST",
         message: `request target ${JSON.stringify(ex.req.url)} is neither a path nor an absolute URL`,
       });
+      return;
     }
-    for (const p of this.#global.onRequest) {
-      let r = p.onRequest!(ex);
-      if (r !== undefined && typeof (r as Promise<unknown>).then === "function") r = await r;
-      if (r) return this.#send(ex, route, r as Reply);
+    const globals = this.#global.onRequest;
+    const own = route?.onRequest ?? NO_PLUGINS;
+    const count = globals.length + own.length;
+    for (let i = from; i < count; i++) {
+      if (i >= globals.length && !route) break;
+      const p = i < globals.length ? globals[i]! : own[i - globals.length]!;
+      const r = p.onRequest!(ex);
+      if (r === undefined) continue;
+      if (typeof (r as Promise<unknown>).then === "function") {
+        (r as Promise<Reply | undefined>).then(
+          (reply) => (reply ? this.#send(ex, route, reply) : this.#serve(ex, route, i + 1)),
+          (err: unknown) => this.#crashed(ex, route, err),
+        );
+        return;
+      }
+      if (r) {
+        this.#send(ex, route, r as Reply);
+        return;
+      }
     }
     if (!route) {
-      return this.#reply(ex, route, {
+      this.#reply(ex, route, {
         status: 404,
         code: "ENO_ROUTE",
         message: `no route for ${ex.method} ${ex.host}${ex.path}`,
       });
-    }
-    for (const p of route.onRequest) {
-      let r = p.onRequest!(ex);
-      if (r !== undefined && typeof (r as Promise<unknown>).then === "function") r = await r;
-      if (r) return this.#send(ex, route, r as Reply);
+      return;
     }
     if (ex.req.destroyed && !ex.req.complete) return;
-    await this.#forward(ex, route);
+    const up = route.upstream;
+    if (up.balancer.snapshot.length === 0 && up.spec.upstream.type === "service") {
+      // A route whose service was just loaded: wait (a little) for its first endpoint list.
+      Promise.race([up.ready, new Promise((r) => setTimeout(r, Math.min(route.route.timeoutMs, 5_000)))]).then(
+        () => new Forwarding(this.#host, ex, route).start(),
+        (err: unknown) => this.#crashed(ex, route, err),
+      );
+      return;
+    }
+    new Forwarding(this.#host, ex, route).start();
   }
 
   #finish(ex: GatewayExchange, route: CompiledRoute | undefined): void {
     if (ex.status === 0) ex.status = ex.res.headersSent ? ex.res.statusCode : 499;
-    if (route) {
-      for (const p of route.onDone) this.#safe(() => p.onDone!(ex));
-    }
-    for (const p of this.#global.onDone) this.#safe(() => p.onDone!(ex));
+    if (route) for (const p of route.onDone) this.#done(p, ex);
+    for (const p of this.#global.onDone) this.#done(p, ex);
     route?.leave();
     if (--this.#inflight === 0) this.#drained?.();
   }
 
-  #safe(fn: () => void): void {
+  #done(p: PluginInstance, ex: GatewayExchange): void {
     try {
-      fn();
+      p.onDone!(ex);
+    } catch (err) {
+      this.logger.warn({ err }, "plugin hook failed");
+    }
+  }
+
+  #respond(p: PluginInstance, ex: GatewayExchange, headers: OutgoingHttpHeaders): void {
+    try {
+      p.onResponse!(ex, headers);
     } catch (err) {
       this.logger.warn({ err }, "plugin hook failed");
     }
@@ -297,9 +331,9 @@ export class Gateway {
   #outboundHooks(ex: GatewayExchange, route: CompiledRoute | undefined, headers: OutgoingHttpHeaders): void {
     if (route) {
       applyHeaderOps(headers, route.route.responseHeaders);
-      for (const p of route.onResponse) this.#safe(() => p.onResponse!(ex, headers));
+      for (const p of route.onResponse) this.#respond(p, ex, headers);
     }
-    for (const p of this.#global.onResponse) this.#safe(() => p.onResponse!(ex, headers));
+    for (const p of this.#global.onResponse) this.#respond(p, ex, headers);
   }
 
   #reply(
@@ -338,124 +372,6 @@ export class Gateway {
     if (!ex.req.complete) headers.connection = "close";
     res.writeHead(reply.status, headers);
     res.end(body);
-  }
-
-  async #forward(ex: GatewayExchange, route: CompiledRoute): Promise<void> {
-    const up = route.upstream;
-    const req = ex.req;
-    const res = ex.res;
-    if (up.balancer.snapshot.length === 0 && up.spec.upstream.type === "service") {
-      await Promise.race([up.ready, new Promise((r) => setTimeout(r, Math.min(route.route.timeoutMs, 5_000)))]);
-    }
-    const withBody = hasBody(req);
-    const policy: RetryPolicy = !withBody && up.retryMethods.has(ex.method) ? up.retryIdempotent : up.retryUnsent;
-    const maxAttempts = up.spec.retry.maxAttempts;
-    // An EventEmitter, not an AbortController, tells undici the client left: the policies run
-    // on the shared never-aborted signal, and an AbortController per request (with its
-    // EventTarget listeners) cost more than the rest of the forwarding logic.
-    const abort = new EventEmitter();
-    let clientGone = false;
-    const onClose = () => {
-      if (!res.writableFinished) {
-        clientGone = true;
-        abort.emit("abort");
-      }
-    };
-    res.once("close", onClose);
-    let body: LazyBody | undefined;
-    let attempt = 0;
-    const timeoutMs = route.route.timeoutMs;
-    /** Set once response headers went to the client: from then on nothing can be retried or replied. */
-    let committed = false;
-    const once = async (): Promise<void> => {
-      if (clientGone) throw new CancelledError("request (the client went away)");
-      attempt++;
-      if (body?.started) throw new Error("the request body was partly sent already; it cannot be sent again");
-      const pick = up.balancer.pick(pickContext(up, ex));
-      const e = pick.endpoint;
-      // A fresh body per attempt that reads the request only once the upstream asks for it, so
-      // an attempt refused before sending leaves the request's body untouched for the next one.
-      if (withBody) body = new LazyBody(req, ex.maxBodyBytes);
-      const t0 = performance.now();
-      let retryStatus = 0;
-      ex.upstream = e.id;
-      try {
-        // stream() writes the upstream's body straight into the client's response (no
-        // intermediate Readable): measured about 1.5x the throughput of request() + pipe.
-        await up.pool(e).stream(
-          {
-            path: ex.upstreamPath,
-            method: ex.method as Dispatcher.HttpMethod,
-            headers: ex.upstreamHeaders,
-            body: body ?? null,
-            signal: abort,
-            headersTimeout: timeoutMs,
-            bodyTimeout: timeoutMs,
-          },
-          ({ statusCode, headers }) => {
-            if (
-              statusCode >= 500 &&
-              up.retryStatuses.has(statusCode) &&
-              attempt < maxAttempts &&
-              policy === up.retryIdempotent
-            ) {
-              retryStatus = statusCode;
-              return new Discard();
-            }
-            committed = true;
-            const out = responseHeaders(headers);
-            ex.status = statusCode;
-            this.#outboundHooks(ex, route, out);
-            if (this.#draining) out.connection = "close";
-            res.writeHead(statusCode, out);
-            return res;
-          },
-        );
-      } catch (err) {
-        const code = codeOf(err);
-        const local = clientGone || code === "ETOO_LARGE";
-        pick.done(
-          performance.now() - t0,
-          local ? "local-error" : CONNECT_CODES.has(code) ? "connect-failure" : "server-error",
-        );
-        if (!local) (err as Marked).upstreamFailure = true;
-        if (committed) (err as Marked).committed = true;
-        throw err;
-      }
-      if (retryStatus !== 0) {
-        pick.done(performance.now() - t0, "server-error");
-        throw new StatusError(retryStatus);
-      }
-      if (ex.status >= 500) {
-        pick.done(performance.now() - t0, "server-error");
-        // Already delivered to the client; thrown only so the breaker counts it as a failure.
-        throw new DeliveredServerError(ex.status);
-      }
-      pick.done(performance.now() - t0, "success");
-    };
-    try {
-      if (up.breaker) await up.breaker.execute(() => policy.execute(once, NEVER_ABORTED), NEVER_ABORTED);
-      else await policy.execute(once, NEVER_ABORTED);
-    } catch (err) {
-      if (err instanceof DeliveredServerError) return;
-      if (clientGone) {
-        ex.errorCode = "ECANCELLED";
-        return;
-      }
-      if (committed || res.headersSent) {
-        // The upstream failed mid-body: the client's response is cut, which is all it can be told.
-        ex.errorCode = "EUPSTREAM";
-        res.destroy();
-        return;
-      }
-      const failure =
-        err instanceof StatusError ? { status: 502, code: "EUPSTREAM", message: err.message } : classify(err);
-      if (failure.status !== 413)
-        this.logger.debug({ err, route: route.id, requestId: ex.requestId }, "upstream failure");
-      return this.#reply(ex, route, failure);
-    } finally {
-      res.off("close", onClose);
-    }
   }
 
   /** WebSocket (and other) upgrades: plugins run, then the two sockets are piped together. */
