@@ -504,8 +504,17 @@ class Call {
       this.#onAbort = () => this.#current?.abort(cancelled(signal));
       signal.addEventListener("abort", this.#onAbort, { once: true });
     }
-    this.#attempt(now);
+    this.#next(now);
     return promise;
+  }
+
+  /** Starts the next attempt; a picker, policy or listener that throws fails the request. */
+  #next(now?: number): void {
+    try {
+      this.#attempt(now);
+    } catch (unexpected) {
+      this.#finish(undefined, unexpected);
+    }
   }
 
   /** `now`: a performance.now() reading just taken, if there is one. */
@@ -635,7 +644,7 @@ class Call {
       return;
     }
     retry.wait(delayMs, signal).then(
-      () => this.#attempt(),
+      () => this.#next(),
       () => this.#finish(undefined, err),
     );
   }
