@@ -9,7 +9,14 @@ import { isCairnError, type Store } from "@cairn/core";
 import { type EmbeddedStore, openEmbedded } from "@cairn/embedded";
 import { connectEtcd } from "@cairn/etcd";
 import { type Registration, register } from "@cairn/recipes";
-import { bulkhead, formatTraceparent, outlierEjection, roundRobin, runWithContext } from "@cairn/runtime";
+import {
+  bulkhead,
+  formatTraceparent,
+  outlierEjection,
+  type PickerBuilder,
+  roundRobin,
+  runWithContext,
+} from "@cairn/runtime";
 import { startEtcdCluster } from "@cairn/testing";
 import { createHttpClient, type HttpClient, type HttpClientEvent } from "../src/index.js";
 
@@ -345,6 +352,32 @@ function suite(engine: string, open: () => Promise<{ store: Store; close: () => 
         const empty = await client.request("users", { path: "/", method: "HEAD" });
         assert.equal(empty.body.length, 0);
         assert.equal(empty.headers["x-served-by"], "chunky");
+      } finally {
+        await client.close();
+      }
+    });
+
+    it("a picker that throws when told how a request ended fails that request with its error, not leaving it pending", async () => {
+      const namespace = ns();
+      await reg(namespace, "users", "dead", await closedPort());
+      const buggy: PickerBuilder = {
+        name: "buggy",
+        build(snapshot) {
+          const endpoints = snapshot.filter((e) => e.healthy);
+          return {
+            endpoints,
+            pick: () => ({
+              endpoint: endpoints[0]!,
+              done: (_latency, outcome) => {
+                if (outcome !== "success") throw new Error("picker bug");
+              },
+            }),
+          };
+        },
+      };
+      const client = createHttpClient(store, { namespace, balancer: () => buggy });
+      try {
+        await assert.rejects(client.request("users", { path: "/" }), /picker bug/);
       } finally {
         await client.close();
       }
