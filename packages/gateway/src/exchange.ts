@@ -25,6 +25,8 @@ const HOP_BY_HOP = new Set([
   "http2-settings",
 ]);
 
+const NO_PARAMS: Readonly<Record<string, string>> = Object.freeze({});
+
 export class GatewayExchange implements Exchange {
   upstreamPath: string;
   maxBodyBytes: number;
@@ -34,7 +36,7 @@ export class GatewayExchange implements Exchange {
   errorCode = "";
   params: Readonly<Record<string, string>>;
   routeId = "";
-  readonly locals: Record<string, unknown> = {};
+  #locals: Record<string, unknown> | undefined;
   /** Set while the request is forwarded: stops the upstream attempt when the client leaves. */
   onClientGone: (() => void) | undefined;
   readonly upstreamHeaders: Record<string, string | string[]>;
@@ -53,8 +55,14 @@ export class GatewayExchange implements Exchange {
   ) {
     this.upstreamPath = path + query;
     this.maxBodyBytes = maxBodyBytes;
-    this.params = {};
+    this.params = NO_PARAMS;
     this.upstreamHeaders = forwardHeaders(req, clientIp);
+  }
+
+  /** Made on first use: most requests never touch it. */
+  get locals(): Record<string, unknown> {
+    this.#locals ??= {};
+    return this.#locals;
   }
 
   /** The request's headers as received (what routes match on). */

@@ -152,6 +152,7 @@ export class Upstream {
   readonly ready: Promise<void>;
   #view: ServiceView | undefined;
   #closed = false;
+  readonly #poolOf = new WeakMap<Endpoint, Pool>();
   readonly #deps: UpstreamDeps;
 
   constructor(key: string, spec: UpstreamSpec, deps: UpstreamDeps) {
@@ -285,8 +286,13 @@ export class Upstream {
     return `${this.scheme}://${host}:${e.port}`;
   }
 
+  /** The endpoint's pool; remembered per endpoint object so a request builds no origin string. */
   pool(e: Endpoint): Pool {
-    return this.#deps.pools.get(this.origin(e), this.spec.connectTimeoutMs);
+    const known = this.#poolOf.get(e);
+    if (known && !known.closed && !known.destroyed) return known;
+    const pool = this.#deps.pools.get(this.origin(e), this.spec.connectTimeoutMs);
+    this.#poolOf.set(e, pool);
+    return pool;
   }
 
   get closed(): boolean {
