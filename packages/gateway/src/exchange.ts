@@ -105,6 +105,32 @@ export function responseHeaders(src: IncomingHttpHeaders): OutgoingHttpHeaders {
   return out;
 }
 
+/**
+ * The upstream's response header lines (undici's raw name/value buffers) as headers for the
+ * client: hop-by-hop ones and those the Connection header names dropped, repeats kept as lists.
+ */
+export function rawResponseHeaders(raw: readonly Buffer[]): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  let named: Set<string> | undefined;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i]!.toString("latin1").toLowerCase();
+    const value = raw[i + 1]!.toString("latin1");
+    if (HOP_BY_HOP.has(name)) {
+      if (name === "connection") {
+        const v = value.toLowerCase();
+        if (v !== "keep-alive" && v !== "close") named = connectionTokens(v);
+      }
+      continue;
+    }
+    const current = out[name];
+    if (current === undefined) out[name] = value;
+    else if (Array.isArray(current)) current.push(value);
+    else out[name] = [String(current), value];
+  }
+  if (named) for (const name of named) delete out[name];
+  return out;
+}
+
 type HeaderOps = NonNullable<Route["requestHeaders"]>;
 
 export function applyHeaderOps(headers: Record<string, unknown>, ops: HeaderOps | undefined): void {

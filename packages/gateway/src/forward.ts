@@ -7,7 +7,7 @@ import { performance } from "node:perf_hooks";
 import { CancelledError } from "@cairn/core";
 import type { BackoffSequence, BreakerTicket, Pick, RetryPolicy } from "@cairn/runtime";
 import type { Dispatcher } from "undici";
-import { type GatewayExchange, responseHeaders } from "./exchange.js";
+import type { GatewayExchange } from "./exchange.js";
 import {
   Attempt,
   type AttemptOwner,
@@ -90,8 +90,7 @@ export class Forwarding implements AttemptOwner {
     );
   }
 
-  commit(status: number, headers: Record<string, string | string[] | undefined>): OutgoingHttpHeaders {
-    const out = responseHeaders(headers);
+  commit(status: number, out: OutgoingHttpHeaders): OutgoingHttpHeaders {
     this.ex.status = status;
     this.host.outbound(this.ex, this.route, out);
     if (this.host.draining()) out.connection = "close";

@@ -7,7 +7,7 @@ import { Readable } from "node:stream";
 import { CancelledError } from "@cairn/core";
 import { hashString, type PickContext } from "@cairn/runtime";
 import type { Dispatcher } from "undici";
-import { type GatewayExchange, normalizePath } from "./exchange.js";
+import { type GatewayExchange, normalizePath, rawResponseHeaders } from "./exchange.js";
 import type { Upstream } from "./upstream.js";
 
 /**
@@ -178,8 +178,8 @@ export interface AttemptOwner {
   readonly clientGone: boolean;
   /** Whether a 5xx with this status should be discarded so another attempt can answer. */
   retryable(status: number): boolean;
-  /** The upstream's response headers are in: what to send the client (hooks run, hop-by-hop gone). */
-  commit(status: number, headers: Record<string, string | string[] | undefined>): OutgoingHttpHeaders;
+  /** The upstream's response headers are in (hop-by-hop ones gone): what to send the client, hooks run. */
+  commit(status: number, headers: OutgoingHttpHeaders): OutgoingHttpHeaders;
   /** The attempt is over: the response went out whole (or was discarded for a retry), or `err`. */
   ended(attempt: Attempt, err: Error | undefined): void;
 }
@@ -187,7 +187,9 @@ export interface AttemptOwner {
 /**
  * One attempt's undici dispatch handler: the upstream's answer goes straight into the client's
  * response (head, then chunks with backpressure), or, for a 5xx that will be retried, is read
- * and dropped. One object per attempt, no stream or promise between the two sockets.
+ * and dropped. One object per attempt, no stream or promise between the two sockets. It uses
+ * undici's first handler interface (what undici's own request() uses): that hands over the raw
+ * header lines, so the client's headers are built once instead of parsed into an object first.
  */
 export class Attempt implements Dispatcher.DispatchHandler {
   /** Set when a retryable 5xx was discarded (the attempt then ends well, and the owner retries). */
@@ -197,8 +199,13 @@ export class Attempt implements Dispatcher.DispatchHandler {
   // Dropped once the attempt ends: undici's coarse timers keep a finished request (and so this
   // handler) reachable for a while, and the exchange behind the owner must not live that long.
   #owner: AttemptOwner | undefined;
-  #controller: Dispatcher.DispatchController | undefined;
-  #onDrain: (() => void) | undefined;
+  #abort: ((err?: Error) => void) | undefined;
+  #resume: (() => void) | undefined;
+  #waiting = false;
+  readonly #onDrain = () => {
+    this.#waiting = false;
+    this.#resume?.();
+  };
 
   constructor(owner: AttemptOwner) {
     this.#owner = owner;
@@ -206,46 +213,45 @@ export class Attempt implements Dispatcher.DispatchHandler {
 
   /** Stops the attempt (the client left): undici closes the upstream connection. */
   abort(err: Error): void {
-    this.#controller?.abort(err);
+    this.#abort?.(err);
   }
 
-  onRequestStart(controller: Dispatcher.DispatchController): void {
-    this.#controller = controller;
-    if (this.#owner?.clientGone) controller.abort(new CancelledError("request (the client went away)"));
+  onConnect(abort: (err?: Error) => void): void {
+    this.#abort = abort;
+    if (this.#owner?.clientGone) abort(new CancelledError("request (the client went away)"));
   }
 
-  onResponseStart(
-    _controller: Dispatcher.DispatchController,
-    statusCode: number,
-    headers: Record<string, string | string[] | undefined>,
-  ): void {
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
     const owner = this.#owner;
     // Informational answers (103 Early Hints) are not passed on; the final one follows.
-    if (!owner || statusCode < 200) return;
+    if (!owner || statusCode < 200) return true;
     if (statusCode >= 500 && owner.retryable(statusCode)) {
       this.retryStatus = statusCode;
-      return;
+      return true;
     }
     this.committed = true;
-    owner.res.writeHead(statusCode, owner.commit(statusCode, headers));
+    this.#resume = resume;
+    owner.res.writeHead(statusCode, owner.commit(statusCode, rawResponseHeaders(rawHeaders)));
+    return true;
   }
 
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (this.retryStatus !== 0 || !this.#owner) return;
+  onData(chunk: Buffer): boolean {
+    if (this.retryStatus !== 0 || !this.#owner) return true;
     const res = this.#owner.res;
-    if (!res.write(chunk) && !res.destroyed) {
-      controller.pause();
-      this.#onDrain ??= () => controller.resume();
+    if (res.write(chunk) || res.destroyed) return true;
+    if (!this.#waiting) {
+      this.#waiting = true;
       res.once("drain", this.#onDrain);
     }
+    return false;
   }
 
-  onResponseEnd(): void {
+  onComplete(): void {
     if (this.retryStatus === 0) this.#owner?.res.end();
     this.end(undefined);
   }
 
-  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+  onError(err: Error): void {
     this.end(err);
   }
 
@@ -253,10 +259,10 @@ export class Attempt implements Dispatcher.DispatchHandler {
   end(err: Error | undefined): void {
     const owner = this.#owner;
     if (!owner) return;
-    if (this.#onDrain) owner.res.off("drain", this.#onDrain);
+    if (this.#waiting) owner.res.off("drain", this.#onDrain);
     this.#owner = undefined;
-    this.#controller = undefined;
-    this.#onDrain = undefined;
+    this.#abort = undefined;
+    this.#resume = undefined;
     owner.ended(this, err);
   }
 }

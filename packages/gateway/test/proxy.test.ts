@@ -94,6 +94,37 @@ describe("proxy", () => {
     assert.equal(((await other.body.json()) as { error: { code: string } }).error.code, "ENO_ROUTE");
   });
 
+  it("passes the upstream's response headers on: repeats kept, hop-by-hop and Connection-named ones dropped", async () => {
+    const upstream = createServer((_req, res) => {
+      // Raw lines, as an upstream may send them: mixed case, a repeated Set-Cookie, a header
+      // the Connection header names as hop-by-hop, and Keep-Alive.
+      res.writeHead(200, [
+        ["Content-Type", "text/plain"],
+        ["Set-Cookie", "a=1"],
+        ["Set-Cookie", "b=2"],
+        ["X-Trace", "t1"],
+        ["Connection", "X-Private, keep-alive"],
+        ["X-Private", "secret"],
+        ["Keep-Alive", "timeout=5"],
+        ["Content-Length", "2"],
+      ]);
+      res.end("ok");
+    });
+    await new Promise<void>((resolve) => upstream.listen(0, "127.0.0.1", resolve));
+    cleanups.push(() => new Promise((resolve) => upstream.close(resolve)));
+    const gw = await setup("resp-headers");
+    await gw.admin.put(staticRoute("raw", (upstream.address() as AddressInfo).port));
+    await synced(gw);
+    const res = await request(`${gw.url}/any`);
+    assert.equal(await res.body.text(), "ok");
+    assert.equal(res.statusCode, 200);
+    assert.deepEqual(res.headers["set-cookie"], ["a=1", "b=2"]);
+    assert.equal(res.headers["x-trace"], "t1");
+    assert.equal(res.headers["content-type"], "text/plain");
+    assert.equal(res.headers["x-private"], undefined, "a header the Connection header names is hop-by-hop");
+    assert.notEqual(res.headers["keep-alive"], "timeout=5", "Keep-Alive is the gateway's own, not the upstream's");
+  });
+
   it("dot segments are resolved before matching, so /api/../admin does not pass as /api", async () => {
     const gw = await setup("dots");
     await gw.admin.put(staticRoute("api", a.port, { match: { path: "/api" } }));
