@@ -1,8 +1,10 @@
 // Durability for the embedded engine through SQLite (better-sqlite3): one row per key
 // change, the lease table, and the compaction mark. Memory serves reads; this file only
-// makes acknowledged writes survive a crash. Each commit is one SQLite transaction in
-// WAL mode with synchronous=FULL, so a write acknowledged after commit() survives kill -9.
-import { mkdirSync } from "node:fs";
+// makes acknowledged writes survive a crash. Each commit is one SQLite transaction in WAL
+// mode; it is durable once the WAL has been flushed to disk after it (fdatasync, as
+// SQLite's synchronous=FULL does inside the commit), which the engine does on libuv's
+// thread pool when it has other requests to serve meanwhile.
+import { closeSync, fdatasync, fdatasyncSync, fsyncSync, mkdirSync, openSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 
@@ -33,7 +35,12 @@ export interface Loaded {
 
 export interface Persistence {
   load(): Loaded;
+  /** Writes a batch: durable at once, or once a later sync() resolves if there is one. */
   commit(batch: Batch): void;
+  /** Makes every batch committed before the call durable, off the event loop. */
+  sync?(): Promise<void>;
+  /** The same, on the event loop: cheaper when there is nothing else to do meanwhile. */
+  syncNow?(): void;
   size(): number;
   close(): void;
   /** Copies the committed state to a new database file at `path`, online. */
@@ -64,12 +71,17 @@ export class SqlitePersistence implements Persistence {
   readonly #deleteLease: Database.Statement;
   readonly #setMeta: Database.Statement;
   readonly #commit: (batch: Batch) => void;
+  /** The WAL file, opened by us too, to flush it without blocking the event loop. */
+  readonly #walFd: number;
 
   constructor(path: string) {
     mkdirSync(dirname(path), { recursive: true });
     this.#db = new Database(path);
     this.#db.pragma("journal_mode = WAL");
-    this.#db.pragma("synchronous = FULL");
+    // The WAL is flushed by sync() or syncNow() before any write is acknowledged, and
+    // SQLite still syncs the WAL before each checkpoint and the database after it (NORMAL
+    // in WAL mode), so the database file never holds what the WAL has not made durable.
+    this.#db.pragma("synchronous = NORMAL");
     this.#db.exec(`
       CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS changes (
@@ -105,6 +117,12 @@ export class SqlitePersistence implements Persistence {
         this.#setMeta.run("compact_rev", batch.compact.revision);
       }
     });
+    // SQLite has opened (or created) the WAL file for the statements above; it stays (the
+    // same file, rewound after checkpoints) for as long as this connection is open. Its
+    // creation is made durable once, as SQLite's synchronous=FULL does.
+    this.#walFd = openSync(`${path}-wal`, "r+");
+    fdatasyncSync(this.#walFd);
+    syncDirectory(dirname(path));
   }
 
   load(): Loaded {
@@ -128,6 +146,14 @@ export class SqlitePersistence implements Persistence {
     this.#commit(batch);
   }
 
+  sync(): Promise<void> {
+    return new Promise((resolve, reject) => fdatasync(this.#walFd, (err) => (err ? reject(err) : resolve())));
+  }
+
+  syncNow(): void {
+    fdatasyncSync(this.#walFd);
+  }
+
   size(): number {
     const pageCount = this.#db.pragma("page_count", { simple: true }) as number;
     const pageSize = this.#db.pragma("page_size", { simple: true }) as number;
@@ -140,11 +166,23 @@ export class SqlitePersistence implements Persistence {
 
   defragment(): void {
     this.#db.exec("VACUUM");
+    fdatasyncSync(this.#walFd);
     // VACUUM writes through the WAL: fold it back and cut it, so the space is really freed.
     this.#db.pragma("wal_checkpoint(TRUNCATE)");
   }
 
   close(): void {
+    fdatasyncSync(this.#walFd);
+    closeSync(this.#walFd);
     this.#db.close();
+  }
+}
+
+function syncDirectory(dir: string): void {
+  const fd = openSync(dir, "r");
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
   }
 }

@@ -97,6 +97,13 @@ interface WriteContext {
 
 type Waiter = { resolve: () => void; reject: (err: unknown) => void };
 
+/** A batch closed to new writes, its writers, and the newest revision it holds. */
+interface Sealed {
+  readonly batch: Batch;
+  readonly waiters: Waiter[];
+  readonly to: number;
+}
+
 const now = () => performance.now();
 const EMPTY = Buffer.alloc(0);
 
@@ -118,10 +125,15 @@ export class EmbeddedStore implements Store {
   #batch: Batch | undefined;
   #waiters: Waiter[] = [];
   /** Full batches waiting for their commit, oldest first; `to` is the newest revision each holds. */
-  #sealed: { batch: Batch; waiters: Waiter[]; to: number }[] = [];
+  #sealed: Sealed[] = [];
   #flushScheduled = false;
+  /** Batches written but not yet flushed to disk, and the flush under way if any. */
+  #written: (Sealed & { started: number })[] = [];
+  #inSync: Sealed[] = [];
+  #syncing: Promise<void> | undefined;
   readonly #maxBatchWrites: number;
   #closed = false;
+  #closing: Promise<void> | undefined;
   #failure: unknown;
   #commits = 0;
   readonly #onCommit: ((durationMs: number, changes: number) => void) | undefined;
@@ -482,7 +494,9 @@ export class EmbeddedStore implements Store {
   #durableWrite(): Promise<void> {
     if (this.#failure !== undefined) return Promise.reject(this.#failure);
     if (!this.#batch) {
-      const last = this.#sealed.at(-1);
+      // Nothing of its own to wait for (a read-only txn, say), but it may have seen writes
+      // that are not on disk yet: it answers with the newest of them.
+      const last = this.#sealed.at(-1) ?? this.#written.at(-1) ?? this.#inSync.at(-1);
       if (!last) return Promise.resolve();
       return new Promise((resolve, reject) => last.waiters.push({ resolve, reject }));
     }
@@ -500,7 +514,7 @@ export class EmbeddedStore implements Store {
   }
 
   /**
-   * Commits the oldest full batch (or the open one). A burst of writes is committed in
+   * Writes the oldest full batch (or the open one). A burst of writes is committed in
    * several batches, one per event-loop turn, so the answers to the first go out while
    * the next is being written: clients keep working instead of waiting for the whole burst.
    */
@@ -509,29 +523,89 @@ export class EmbeddedStore implements Store {
     if (this.#sealed.length === 0) this.#seal();
     const next = this.#sealed.shift();
     if (!next) return;
-    const { batch, waiters, to } = next;
-    const from = this.#durable + 1;
     const started = performance.now();
     try {
-      this.#persistence.commit(batch);
+      this.#persistence.commit(next.batch);
     } catch (err) {
-      // Memory is now ahead of disk: stop serving rather than show writes that may vanish.
-      this.#failure = err;
-      for (const w of waiters) w.reject(err);
-      for (const s of this.#sealed) for (const w of s.waiters) w.reject(err);
-      for (const w of this.#waiters) w.reject(err);
-      this.#sealed = [];
-      this.#batch = undefined;
-      this.#waiters = [];
-      void this.close();
+      this.#fail(err, [next]);
       return;
     }
-    this.#commits++;
-    this.#onCommit?.(performance.now() - started, batch.changes.length);
-    this.#durable = to;
-    if (to >= from) this.#hub.dispatch(this.#index.changes(from, to), to, (e) => this.#prevOf(e));
-    for (const w of waiters) w.resolve();
-    if (this.#sealed.length > 0 || this.#batch) this.#scheduleFlush();
+    const more = this.#sealed.length > 0 || this.#batch !== undefined;
+    if (more) this.#scheduleFlush();
+    const { sync, syncNow } = this.#persistence;
+    if (!sync || !syncNow || (!more && !this.#syncing)) {
+      // Nothing else to do meanwhile (one writer at a time, say): flush the WAL right here,
+      // sparing the round trip through the thread pool.
+      try {
+        syncNow?.call(this.#persistence);
+      } catch (err) {
+        this.#fail(err, [next]);
+        return;
+      }
+      this.#durableNow([next], started);
+      return;
+    }
+    // Written, not yet on disk: one flush of the WAL at a time covers every batch written
+    // before it began; batches written meanwhile wait for the next one, and the event
+    // loop goes on serving requests in between.
+    this.#written.push({ ...next, started });
+    if (!this.#syncing) this.#sync();
+  }
+
+  #sync(): void {
+    const sync = this.#persistence.sync;
+    if (!sync) return;
+    const batches = this.#written;
+    this.#written = [];
+    this.#inSync = batches;
+    this.#syncing = sync.call(this.#persistence).then(
+      () => {
+        this.#syncing = undefined;
+        this.#inSync = [];
+        if (this.#failure !== undefined) return;
+        this.#durableNow(batches, batches[0]?.started ?? performance.now());
+        if (this.#written.length > 0) this.#sync();
+      },
+      (err: unknown) => {
+        this.#syncing = undefined;
+        this.#inSync = [];
+        this.#fail(err, batches);
+      },
+    );
+  }
+
+  /** Batches are on disk: readers and watchers see them, their writers hear back. */
+  #durableNow(batches: Sealed[], started: number): void {
+    const ms = performance.now() - started;
+    for (const { batch, waiters, to } of batches) {
+      const from = this.#durable + 1;
+      this.#commits++;
+      this.#onCommit?.(ms, batch.changes.length);
+      this.#durable = to;
+      if (to >= from) this.#hub.dispatch(this.#index.changes(from, to), to, (e) => this.#prevOf(e));
+      for (const w of waiters) w.resolve();
+    }
+  }
+
+  /** Memory is now ahead of disk: stop serving rather than show writes that may vanish. */
+  #fail(err: unknown, failed: Sealed[]): void {
+    if (this.#failure === undefined) this.#failure = err;
+    for (const list of [failed, this.#written, this.#sealed])
+      for (const s of list) for (const w of s.waiters) w.reject(err);
+    for (const w of this.#waiters) w.reject(err);
+    this.#written = [];
+    this.#sealed = [];
+    this.#batch = undefined;
+    this.#waiters = [];
+    void this.close();
+  }
+
+  /** Writes and syncs everything applied so far, answering its writers (before closing). */
+  async #drain(): Promise<void> {
+    while (this.#failure === undefined && (this.#batch || this.#sealed.length > 0 || this.#syncing)) {
+      if (this.#batch || this.#sealed.length > 0) this.#flush();
+      else await this.#syncing;
+    }
   }
 
   #prevOf(e: Entry): KeyValue | undefined {
@@ -749,16 +823,26 @@ export class EmbeddedStore implements Store {
     if (this.#closed) throw new ClosedError();
   }
 
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    while ((this.#batch || this.#sealed.length > 0) && this.#failure === undefined) this.#flush();
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
     this.#closed = true;
+    // What was written before close is committed and acknowledged first.
+    await this.#drain();
     clearInterval(this.#progressTimer);
     for (const state of this.#leases.values()) if (state.timer) clearTimeout(state.timer);
     for (const set of this.#keepers.values()) for (const k of set) k.lost("closed");
     this.#keepers.clear();
     for (const w of this.#hub.all()) w.fail(new ClosedError());
-    this.#persistence.close();
+    try {
+      this.#persistence.close();
+    } catch (err) {
+      // After a failed commit the database may refuse to close cleanly too; that is known.
+      if (this.#failure === undefined) throw err;
+    }
   }
 
   /**
