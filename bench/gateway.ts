@@ -252,7 +252,10 @@ const targets = [
 const runs = new Map<string, Row[]>(targets.map(([name]) => [name, []]));
 try {
   for (let round = 0; round < ROUNDS; round++) {
-    for (const [name, port, pid] of targets) runs.get(name)!.push(await measure(name, port, pid));
+    // The order turns each round, so no target always follows the same one (the upstream
+    // carries the previous target's garbage and connections into the next measurement).
+    const order = [...targets.slice(round % targets.length), ...targets.slice(0, round % targets.length)];
+    for (const [name, port, pid] of order) runs.get(name)!.push(await measure(name, port, pid));
   }
 } finally {
   for (const c of children) c.kill("SIGTERM");
