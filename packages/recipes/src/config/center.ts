@@ -102,6 +102,11 @@ export interface ConfigCenterOptions {
   readonly instance?: InstanceIdentity;
   /** Author recorded on writes that name none (default `<user>@<host>`). */
   readonly author?: string;
+  /**
+   * Versions of each config kept in history (default: all). A write that goes past it removes
+   * the oldest ones in the same transaction; version numbers go on counting.
+   */
+  readonly maxHistory?: number;
 }
 
 export interface WriteOptions {
@@ -161,6 +166,7 @@ export class ConfigCenter {
   readonly instance: InstanceIdentity | undefined;
   readonly #store: Store;
   readonly #author: string;
+  readonly #maxHistory: number;
 
   constructor(store: Store, options: ConfigCenterOptions = {}) {
     if (options === null || typeof options !== "object")
@@ -170,6 +176,14 @@ export class ConfigCenter {
     this.group = segment(options.group ?? DEFAULT_GROUP, "group");
     this.instance = checkInstance(options.instance);
     this.#author = checkText(options.author, "author") ?? defaultAuthor();
+    const max = options.maxHistory ?? Number.POSITIVE_INFINITY;
+    if (max !== Number.POSITIVE_INFINITY && (!Number.isSafeInteger(max) || max < 1)) {
+      throw new InvalidArgumentError(
+        "maxHistory",
+        `expected a whole number of versions, at least 1, got ${String(max)}`,
+      );
+    }
+    this.#maxHistory = max;
   }
 
   /** The same store, namespace and identity, another group. */
@@ -299,9 +313,12 @@ export class ConfigCenter {
     const target = await this.version(name, version);
     if (!target) {
       const latest = (await this.#readState(name)).latest;
+      const trimmed = version <= latest - this.#maxHistory;
       throw new InvalidArgumentError(
         "version",
-        `config ${JSON.stringify(name)} has no version ${version} (its versions are 1 to ${latest})`,
+        trimmed
+          ? `version ${version} of config ${JSON.stringify(name)} was trimmed from history (it keeps the last ${this.#maxHistory} of ${latest})`
+          : `config ${JSON.stringify(name)} has no version ${version} (its versions are 1 to ${latest})`,
       );
     }
     if (target.value === undefined) {
@@ -633,6 +650,14 @@ export class ConfigCenter {
         entry.op === "delete" ? { type: "delete", key: current } : { type: "put", key: current, value: text },
         { type: "put", key: historyKey(ns, group, name, version), value: text },
       ];
+      if (version > this.#maxHistory) {
+        // Every version before the oldest one kept: the prefix itself sorts before them all.
+        success.push({
+          type: "delete",
+          key: historyPrefix(ns, group, name),
+          end: historyKey(ns, group, name, version - this.#maxHistory + 1),
+        });
+      }
       // A deleted config takes its candidate with it; a promoted candidate's release is over.
       if (state.grayKv && (entry.op === "delete" || entry.op === "promote"))
         success.push({ type: "delete", key: gray });

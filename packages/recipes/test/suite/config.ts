@@ -515,6 +515,42 @@ export function configTests(target: RecipesTarget): void {
     await assert.rejects(center.rollback("feature", 99), /has no version 99/);
   });
 
+  it("maxHistory keeps only the newest versions, trimmed in the write's own transaction", async () => {
+    const namespace = freshNamespace("cfg");
+    const center = configCenter(await client(), { namespace, maxHistory: 3 });
+    for (let i = 1; i <= 5; i++) await center.put("limits", { max: i });
+    assert.deepEqual(
+      (await center.history("limits")).map((h) => h.version),
+      [3, 4, 5],
+      "the two oldest versions are gone",
+    );
+    const current = await center.get("limits");
+    assert.equal(current?.version, 5, "version numbers go on counting");
+    assert.deepEqual(current?.value, { max: 5 });
+    const back = await center.rollback("limits", 3);
+    assert.equal(back.version, 6);
+    assert.deepEqual((await center.get("limits"))?.value, { max: 3 });
+    assert.deepEqual(
+      (await center.history("limits")).map((h) => h.version),
+      [4, 5, 6],
+    );
+    await assert.rejects(center.rollback("limits", 2), (err: unknown) => {
+      assert.ok(isCairnError(err, "EINVALID"));
+      assert.match((err as Error).message, /version 2 .* was trimmed from history \(it keeps the last 3 of 6\)/);
+      return true;
+    });
+    // Another center with no limit sees the trimmed history as it is and keeps all it writes.
+    const unlimitedStore = await client();
+    const unlimited = configCenter(unlimitedStore, { namespace });
+    await unlimited.put("limits", { max: 7 });
+    assert.deepEqual(
+      (await unlimited.history("limits")).map((h) => h.version),
+      [4, 5, 6, 7],
+    );
+    assert.throws(() => configCenter(unlimitedStore, { maxHistory: 0 }), /maxHistory/);
+    assert.throws(() => configCenter(unlimitedStore, { maxHistory: 1.5 }), /maxHistory/);
+  });
+
   it("a rollback to content the current schema refuses is refused too", async () => {
     const namespace = freshNamespace("cfg");
     const center = configCenter(await client(), { namespace });
