@@ -252,9 +252,11 @@ const targets = [
 const runs = new Map<string, Row[]>(targets.map(([name]) => [name, []]));
 try {
   for (let round = 0; round < ROUNDS; round++) {
-    // The order turns each round, so no target always follows the same one (the upstream
-    // carries the previous target's garbage and connections into the next measurement).
-    const order = [...targets.slice(round % targets.length), ...targets.slice(0, round % targets.length)];
+    // The order turns each round and runs backwards every other round, so a target is not
+    // always measured right after the same one (the upstream carries the previous target's
+    // garbage and connections into the next measurement).
+    const turned = [...targets.slice(round % targets.length), ...targets.slice(0, round % targets.length)];
+    const order = round % 2 === 1 ? turned.reverse() : turned;
     for (const [name, port, pid] of order) runs.get(name)!.push(await measure(name, port, pid));
   }
 } finally {
