@@ -75,9 +75,7 @@ export class GatewayExchange implements Exchange {
 export function forwardHeaders(req: IncomingMessage, clientIp: string): Record<string, string | string[]> {
   const src: IncomingHttpHeaders = req.headers;
   const out: Record<string, string | string[]> = {};
-  const connection = src.connection;
-  const named =
-    connection && connection !== "keep-alive" && connection !== "close" ? connectionTokens(connection) : undefined;
+  const named = namedByConnection(src.connection);
   for (const name in src) {
     const value = src[name];
     if (value === undefined || HOP_BY_HOP.has(name) || named?.has(name)) continue;
@@ -90,8 +88,12 @@ export function forwardHeaders(req: IncomingMessage, clientIp: string): Record<s
   return out;
 }
 
-function connectionTokens(value: string): Set<string> {
-  return new Set(value.split(",").map((t) => t.trim().toLowerCase()));
+/** The header names a Connection header lists as hop-by-hop (RFC 9110 §7.6.1), if any. */
+function namedByConnection(value: string | string[] | undefined): Set<string> | undefined {
+  if (value === undefined) return undefined;
+  const v = (Array.isArray(value) ? value.join(",") : value).toLowerCase();
+  if (v === "keep-alive" || v === "close" || v === "") return undefined;
+  return new Set(v.split(",").map((t) => t.trim()));
 }
 
 /** The upstream's response headers minus hop-by-hop ones (Node frames the response itself). */
@@ -102,7 +104,12 @@ export function responseHeaders(src: IncomingHttpHeaders): OutgoingHttpHeaders {
     if (value === undefined || HOP_BY_HOP.has(name)) continue;
     out[name] = value;
   }
+  dropNamed(out, namedByConnection(src.connection));
   return out;
+}
+
+function dropNamed(headers: OutgoingHttpHeaders, named: Set<string> | undefined): void {
+  if (named) for (const name of named) delete headers[name];
 }
 
 /**
@@ -116,10 +123,7 @@ export function rawResponseHeaders(raw: readonly Buffer[]): OutgoingHttpHeaders 
     const name = raw[i]!.toString("latin1").toLowerCase();
     const value = raw[i + 1]!.toString("latin1");
     if (HOP_BY_HOP.has(name)) {
-      if (name === "connection") {
-        const v = value.toLowerCase();
-        if (v !== "keep-alive" && v !== "close") named = connectionTokens(v);
-      }
+      if (name === "connection") named = namedByConnection(value);
       continue;
     }
     const current = out[name];
@@ -127,7 +131,7 @@ export function rawResponseHeaders(raw: readonly Buffer[]): OutgoingHttpHeaders 
     else if (Array.isArray(current)) current.push(value);
     else out[name] = [String(current), value];
   }
-  if (named) for (const name of named) delete out[name];
+  dropNamed(out, named);
   return out;
 }
 
