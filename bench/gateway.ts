@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { Router } from "@cairn/gateway";
+import { GATEWAY_NODE_FLAGS, Router } from "@cairn/gateway";
 import autocannon from "autocannon";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
@@ -39,8 +39,9 @@ function spawnScript(
   name: string,
   code: string,
   env: Record<string, string> = {},
+  nodeFlags: readonly string[] = [],
 ): Promise<{ port: number; pid: number }> {
-  const child = spawn(process.execPath, ["--input-type=module", "-e", code], {
+  const child = spawn(process.execPath, [...nodeFlags, "--input-type=module", "-e", code], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "inherit"],
@@ -239,7 +240,13 @@ const nginxBinary = findNginx();
 const upstream = await spawnScript("upstream", UPSTREAM);
 const nginx = await startNginx(nginxBinary, upstream.port);
 const fastify = await spawnScript("fastify-proxy", FASTIFY, { UPSTREAM_PORT: String(upstream.port) });
-const cairnProc = await spawnScript("cairn gateway", CAIRN, { UPSTREAM_PORT: String(upstream.port) });
+// With the node flags `cairn gateway` runs with; the other targets run as their users run them.
+const cairnProc = await spawnScript(
+  "cairn gateway",
+  CAIRN,
+  { UPSTREAM_PORT: String(upstream.port) },
+  GATEWAY_NODE_FLAGS,
+);
 await waitForPort(cairnProc.port);
 
 const targets = [

@@ -2,6 +2,7 @@
 // metrics on 8700), and cairn gateway beside it on 8080 reading its routes from that server.
 // Ctrl-C or SIGTERM stops both gracefully; if either exits, the other is stopped too.
 import { spawn } from "node:child_process";
+import { GATEWAY_NODE_FLAGS } from "@cairn/gateway";
 
 const server = spawn(
   process.execPath,
@@ -29,7 +30,14 @@ server.stdout.on("data", (chunk) => {
   const { grpcUrl } = JSON.parse(line);
   gateway = spawn(
     process.execPath,
-    ["packages/gateway/dist/src/cli.js", "--port", process.env.CAIRN_GATEWAY_PORT ?? "8080", "--endpoints", grpcUrl],
+    [
+      ...GATEWAY_NODE_FLAGS,
+      "packages/gateway/dist/src/cli.js",
+      "--port",
+      process.env.CAIRN_GATEWAY_PORT ?? "8080",
+      "--endpoints",
+      grpcUrl,
+    ],
     { stdio: "inherit" },
   );
   gateway.on("exit", (code) => {

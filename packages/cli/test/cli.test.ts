@@ -1,11 +1,15 @@
 // The cairn command against a real etcd: what it prints, and its exit codes.
 import assert from "node:assert/strict";
-import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
+import { type ChildProcessWithoutNullStreams, execFile, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { GATEWAY_NODE_FLAGS } from "@cairn/gateway";
 import { type EtcdCluster, startEtcdCluster } from "@cairn/testing";
 
 const bin = fileURLToPath(new URL("../src/bin.js", import.meta.url));
+const execFileAsync = promisify(execFile);
 let cluster: EtcdCluster;
 let endpoints = "";
 
@@ -372,5 +376,17 @@ describe("cairn route", () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe("the installed cairn executable", () => {
+  const installed = fileURLToPath(new URL("../../bin/cairn.js", import.meta.url));
+
+  it("runs by its first line with the gateway's node flags", async () => {
+    const firstLine = readFileSync(installed, "utf8").split("\n")[0];
+    assert.equal(firstLine, `#!/usr/bin/env -S node ${GATEWAY_NODE_FLAGS.join(" ")}`);
+    // Executed as a program (the way npm's bin link runs it), not through `node file`.
+    const { stdout } = await execFileAsync(installed, ["--help"]);
+    assert.match(stdout, /^usage: cairn /);
   });
 });

@@ -6,7 +6,7 @@ export { definePlugin } from "./plugin.js";
 export * from "./plugins/index.js";
 export { type MatchSpec, type RequestView, type RouteMatch, Router } from "./router.js";
 export * from "./routes.js";
-export { adminHandler, type RunGatewayOptions, type RunningGateway, runGateway } from "./run.js";
+export { adminHandler, GATEWAY_NODE_FLAGS, type RunGatewayOptions, type RunningGateway, runGateway } from "./run.js";
 export {
   HTTP_METHODS,
   PICKERS,
