@@ -1,14 +1,18 @@
 // npm start: cairn server on the embedded store (data in ./data; etcd gRPC on 2379, REST and
 // metrics on 8700), and cairn gateway beside it on 8080 reading its routes from that server.
 // Ctrl-C or SIGTERM stops both gracefully; if either exits, the other is stopped too.
+// Arguments are passed on to cairn server (a later --data-dir wins); $CAIRN_GATEWAY_PORT
+// moves the gateway.
 import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { GATEWAY_NODE_FLAGS } from "@cairn/gateway";
 
-const server = spawn(
-  process.execPath,
-  ["packages/server/dist/src/cli.js", "server", "--data-dir", "./data", ...process.argv.slice(2)],
-  { stdio: ["ignore", "pipe", "inherit"] },
-);
+const serverCli = fileURLToPath(new URL("../packages/server/dist/src/cli.js", import.meta.url));
+const gatewayCli = fileURLToPath(new URL("../packages/gateway/dist/src/cli.js", import.meta.url));
+
+const server = spawn(process.execPath, [serverCli, "server", "--data-dir", "./data", ...process.argv.slice(2)], {
+  stdio: ["ignore", "pipe", "inherit"],
+});
 let gateway;
 let stopping = false;
 
@@ -30,14 +34,7 @@ server.stdout.on("data", (chunk) => {
   const { grpcUrl } = JSON.parse(line);
   gateway = spawn(
     process.execPath,
-    [
-      ...GATEWAY_NODE_FLAGS,
-      "packages/gateway/dist/src/cli.js",
-      "--port",
-      process.env.CAIRN_GATEWAY_PORT ?? "8080",
-      "--endpoints",
-      grpcUrl,
-    ],
+    [...GATEWAY_NODE_FLAGS, gatewayCli, "--port", process.env.CAIRN_GATEWAY_PORT ?? "8080", "--endpoints", grpcUrl],
     { stdio: "inherit" },
   );
   gateway.on("exit", (code) => {
