@@ -104,6 +104,22 @@ for (const [engine, open] of engines) {
           return true;
         },
       );
+      // A key that cannot be used is refused on write, not loaded to turn every caller away.
+      const unusable = [
+        ["publicKey", "-----BEGIN PUBLIC KEY-----\nbm90IGEga2V5\n-----END PUBLIC KEY-----\n"],
+        ["jwk", { kty: "RSA", e: "AQAB" }],
+      ] as const;
+      for (const [field, key] of unusable) {
+        await assert.rejects(
+          admin.put(staticRoute("keys", 8080, { plugins: [{ name: "jwt-auth", config: { [field]: key } }] })),
+          (err: unknown) => {
+            assert.ok(err instanceof RouteSchemaError);
+            assert.deepEqual(err.paths, [`plugins[0].config.${field}`]);
+            assert.match(err.message, /not a usable public key/);
+            return true;
+          },
+        );
+      }
       const after = await store.status();
       assert.equal(after.revision, before, "the store revision did not move");
       assert.equal((await store.range(`/cairn/${namespace}/`, { prefix: true })).count, 0);
