@@ -8,7 +8,7 @@ export function median(values: number[]): number {
 }
 
 /** The p-th percentile of an ascending array. */
-export function percentile(sorted: number[], p: number): number {
+export function percentile(sorted: ArrayLike<number>, p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
 }
 
