@@ -2,9 +2,9 @@
 // HTTP server, ES256 against a PEM key; refusals are 401 JSON with the request id.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { hs256Token, serveJwks } from "@cairn/service-kit/testing";
+import { hs256Token, serveJwks, signToken } from "@cairn/service-kit/testing";
 import type express from "express";
-import { exportJWK, exportSPKI, generateKeyPair, SignJWT } from "jose";
+import { exportJWK, exportSPKI, generateKeyPair } from "jose";
 import { start, stop } from "./helpers.js";
 
 declare global {
@@ -63,12 +63,8 @@ describe("Express JWT auth", () => {
     const other = await generateKeyPair("RS256");
     const jwk = { ...(await exportJWK(good.publicKey)), kid: "k1", alg: "RS256", use: "sig" };
     const jwks = await serveJwks({ keys: [jwk] });
-    const sign = (key: Parameters<SignJWT["sign"]>[0], aud = "orders") =>
-      new SignJWT({ sub: "bob" })
-        .setProtectedHeader({ alg: "RS256", kid: "k1" })
-        .setAudience(aud)
-        .setExpirationTime("5m")
-        .sign(key);
+    const sign = (key: Parameters<typeof signToken>[0], audience = "orders") =>
+      signToken(key, { sub: "bob" }, { alg: "RS256", kid: "k1", audience });
     const { url, server } = await start({ auth: { jwksUrl: jwks.url, audience: "orders" } }, me);
     try {
       const ok = await fetch(`${url}/me`, { headers: { authorization: `Bearer ${await sign(good.privateKey)}` } });
@@ -87,10 +83,7 @@ describe("Express JWT auth", () => {
 
   it("verifies ES256 tokens against a PEM public key and refuses a tampered one", async () => {
     const pair = await generateKeyPair("ES256", { extractable: true });
-    const token = await new SignJWT({ sub: "eve" })
-      .setProtectedHeader({ alg: "ES256" })
-      .setExpirationTime("5m")
-      .sign(pair.privateKey);
+    const token = await signToken(pair.privateKey, { sub: "eve" }, { alg: "ES256" });
     const { url, server } = await start(
       { auth: { publicKey: await exportSPKI(pair.publicKey), algorithms: ["ES256"] } },
       me,

@@ -6,9 +6,9 @@ import { after, before, describe, it } from "node:test";
 import { type EmbeddedStore, openEmbedded } from "@cairn/embedded";
 import { configCenter, discover } from "@cairn/recipes";
 import { currentContext } from "@cairn/runtime";
-import { hs256Token, serveJwks } from "@cairn/service-kit/testing";
+import { hs256Token, serveJwks, signToken } from "@cairn/service-kit/testing";
 import Fastify, { type FastifyInstance } from "fastify";
-import { exportJWK, exportSPKI, generateKeyPair, SignJWT } from "jose";
+import { exportJWK, exportSPKI, generateKeyPair } from "jose";
 import { pino } from "pino";
 import { z } from "zod";
 import { type CairnPluginOptions, cairn, genReqId } from "../src/index.js";
@@ -185,12 +185,8 @@ describe("JWT auth", () => {
     const f = await app({ auth: { jwks: { keys: [jwk] }, audience: "orders" } }, (f) =>
       f.get("/me", async (req) => ({ sub: req.user?.sub })),
     );
-    const sign = (key: Parameters<SignJWT["sign"]>[0], aud = "orders") =>
-      new SignJWT({ sub: "bob" })
-        .setProtectedHeader({ alg: "RS256", kid: "k1" })
-        .setAudience(aud)
-        .setExpirationTime("5m")
-        .sign(key);
+    const sign = (key: Parameters<typeof signToken>[0], audience = "orders") =>
+      signToken(key, { sub: "bob" }, { alg: "RS256", kid: "k1", audience });
     try {
       const ok = await f.inject({ url: "/me", headers: { authorization: `Bearer ${await sign(good.privateKey)}` } });
       assert.equal(ok.statusCode, 200);
@@ -217,10 +213,7 @@ describe("JWT auth with fetched and PEM keys", () => {
     const jwk = { ...(await exportJWK(pair.publicKey)), kid: "es1", alg: "ES256", use: "sig" };
     const jwks = await serveJwks({ keys: [jwk] });
     const pem = await exportSPKI(pair.publicKey);
-    const token = await new SignJWT({ sub: "eve" })
-      .setProtectedHeader({ alg: "ES256", kid: "es1" })
-      .setExpirationTime("5m")
-      .sign(pair.privateKey);
+    const token = await signToken(pair.privateKey, { sub: "eve" }, { alg: "ES256", kid: "es1" });
     const remote = await app({ auth: { jwksUrl: jwks.url } }, (f) =>
       f.get("/me", async (req) => ({ sub: req.user?.sub })),
     );

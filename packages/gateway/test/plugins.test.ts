@@ -1,13 +1,12 @@
 // Each built-in plugin against a real upstream through a real gateway (embedded store), plus
 // a third-party plugin written against the documented interface.
 import assert from "node:assert/strict";
-import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
 import { Readable, Writable } from "node:stream";
 import { after, before, describe, it } from "node:test";
 import type { Store } from "@cairn/core";
 import { openEmbedded } from "@cairn/embedded";
-import { exportJWK, exportSPKI, generateKeyPair, SignJWT } from "jose";
+import { serveJwks, signToken } from "@cairn/service-kit/testing";
+import { exportJWK, exportSPKI, generateKeyPair } from "jose";
 import pino from "pino";
 import { request } from "undici";
 import { z } from "zod";
@@ -77,12 +76,7 @@ describe("plugins", () => {
         config: { publicKey: pem, algorithms: ["RS256"], issuer: "cairn-test", claimsToHeaders: { sub: "x-user" } },
       },
     ]);
-    const token = await new SignJWT({ role: "admin" })
-      .setProtectedHeader({ alg: "RS256" })
-      .setSubject("user-7")
-      .setIssuer("cairn-test")
-      .setExpirationTime("5m")
-      .sign(privateKey);
+    const token = await signToken(privateKey, { role: "admin", sub: "user-7" }, { alg: "RS256", issuer: "cairn-test" });
     const ok = await request(`${gw.url}/x`, { headers: { authorization: `Bearer ${token}` } });
     assert.equal(ok.statusCode, 200);
     assert.equal((await json(ok)).headers["x-user"], "user-7");
@@ -91,18 +85,11 @@ describe("plugins", () => {
     assert.equal(missing.headers["www-authenticate"], 'Bearer realm="cairn"');
     assert.equal((await json<{ error: { code: string } }>(missing)).error.code, "EUNAUTHENTICATED");
     const other = await generateKeyPair("RS256");
-    const forged = await new SignJWT({})
-      .setProtectedHeader({ alg: "RS256" })
-      .setSubject("x")
-      .setIssuer("cairn-test")
-      .sign(other.privateKey);
+    const forged = await signToken(other.privateKey, { sub: "x" }, { alg: "RS256", issuer: "cairn-test" });
     const bad = await request(`${gw.url}/x`, { headers: { authorization: `Bearer ${forged}` } });
     assert.equal(bad.statusCode, 401);
     await bad.body.dump();
-    const wrongIssuer = await new SignJWT({})
-      .setProtectedHeader({ alg: "RS256" })
-      .setIssuer("elsewhere")
-      .sign(privateKey);
+    const wrongIssuer = await signToken(privateKey, {}, { alg: "RS256", issuer: "elsewhere" });
     const bad2 = await request(`${gw.url}/x`, { headers: { authorization: `Bearer ${wrongIssuer}` } });
     assert.equal(bad2.statusCode, 401);
     await bad2.body.dump();
@@ -111,23 +98,15 @@ describe("plugins", () => {
   it("jwt-auth: keys come from a JWKS URL, picked by kid", async () => {
     const { publicKey, privateKey } = await generateKeyPair("ES256", { extractable: true });
     const jwk = { ...(await exportJWK(publicKey)), kid: "k1", alg: "ES256", use: "sig" };
-    const jwks = createServer((_req, res) => {
-      res.writeHead(200, { "content-type": "application/json" });
-      res.end(JSON.stringify({ keys: [jwk] }));
-    });
-    await new Promise<void>((r) => jwks.listen(0, "127.0.0.1", r));
-    cleanups.push(() => new Promise((r) => jwks.close(r)));
-    const gw = await withPlugins("jwks", [
-      { name: "jwt-auth", config: { jwksUri: `http://127.0.0.1:${(jwks.address() as AddressInfo).port}/jwks.json` } },
-    ]);
-    const token = await new SignJWT({})
-      .setProtectedHeader({ alg: "ES256", kid: "k1" })
-      .setSubject("svc")
-      .sign(privateKey);
+    const jwks = await serveJwks({ keys: [jwk] });
+    cleanups.push(() => jwks.close());
+    const gw = await withPlugins("jwks", [{ name: "jwt-auth", config: { jwksUri: jwks.url } }]);
+    const token = await signToken(privateKey, { sub: "svc" }, { alg: "ES256", kid: "k1" });
     const ok = await request(`${gw.url}/x`, { headers: { authorization: `Bearer ${token}` } });
     assert.equal(ok.statusCode, 200);
     await ok.body.dump();
-    const unknownKid = await new SignJWT({}).setProtectedHeader({ alg: "ES256", kid: "k2" }).sign(privateKey);
+    assert.ok(jwks.fetched >= 1, "the key set was fetched from the URL");
+    const unknownKid = await signToken(privateKey, {}, { alg: "ES256", kid: "k2" });
     const bad = await request(`${gw.url}/x`, { headers: { authorization: `Bearer ${unknownKid}` } });
     assert.equal(bad.statusCode, 401);
     await bad.body.dump();

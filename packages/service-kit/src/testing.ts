@@ -1,4 +1,4 @@
-// Test helpers for services that verify JWTs: HS256 tokens, and a JWKS endpoint on a local
+// Test helpers for services that verify JWTs: signed tokens, and a JWKS endpoint on a local
 // port that counts its fetches (jose caches a key set, so tests can tell when it refetched).
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -35,8 +35,30 @@ export async function serveJwks(jwks: JSONWebKeySet): Promise<JwksServer> {
 
 export interface TestTokenOptions {
   readonly issuer?: string;
+  readonly audience?: string;
   /** A time span ("5m", the default) or a NumericDate (seconds; in the past for an expired token). */
   readonly expires?: string | number;
+}
+
+export interface SignOptions extends TestTokenOptions {
+  /** The signing algorithm: RS256, ES256, HS256, … */
+  readonly alg: string;
+  /** The key id put in the token's header (picks the key from a JWKS). */
+  readonly kid?: string;
+}
+
+/** A JWT with `claims`, signed with `key` (a private key, or an HMAC secret's bytes). */
+export function signToken(
+  key: Parameters<SignJWT["sign"]>[0],
+  claims: Record<string, unknown>,
+  options: SignOptions,
+): Promise<string> {
+  const jwt = new SignJWT(claims)
+    .setProtectedHeader({ alg: options.alg, ...(options.kid !== undefined ? { kid: options.kid } : {}) })
+    .setExpirationTime(options.expires ?? "5m");
+  if (options.issuer !== undefined) jwt.setIssuer(options.issuer);
+  if (options.audience !== undefined) jwt.setAudience(options.audience);
+  return jwt.sign(key);
 }
 
 /** An HS256 JWT with `claims`, signed with `secret`. */
@@ -45,7 +67,5 @@ export function hs256Token(
   claims: Record<string, unknown>,
   options: TestTokenOptions = {},
 ): Promise<string> {
-  const jwt = new SignJWT(claims).setProtectedHeader({ alg: "HS256" }).setExpirationTime(options.expires ?? "5m");
-  if (options.issuer !== undefined) jwt.setIssuer(options.issuer);
-  return jwt.sign(new TextEncoder().encode(secret));
+  return signToken(new TextEncoder().encode(secret), claims, { ...options, alg: "HS256" });
 }
