@@ -5,7 +5,7 @@
 import type { AddressInfo } from "node:net";
 import { InvalidArgumentError, type Store } from "@cairn/core";
 import { type RegisterOptions, type Registration, register } from "@cairn/recipes";
-import { sleep, systemClock } from "@cairn/runtime";
+import { exponentialBackoff, sleep, systemClock } from "@cairn/runtime";
 import { advertisedAddress } from "./service-options.js";
 
 export interface InstanceOptions {
@@ -81,7 +81,7 @@ export class ServiceInstance {
   /**
    * Registers the instance its server bound at `bound` (once; later calls get the same
    * promise), then reports its health every third of the TTL. A failed attempt is logged and
-   * tried again with backoff; stop() ends the attempts with a rejection.
+   * tried again after a jittered, growing delay; stop() ends the attempts with a rejection.
    */
   register(bound: AddressInfo): Promise<Registration> {
     const { store, service } = this.#options;
@@ -97,7 +97,9 @@ export class ServiceInstance {
     const ttl = options.healthTtl ?? 10;
     const address = advertisedAddress(bound, options.registration?.address);
     const signal = this.#stopped.signal;
-    for (let delay = 200; !signal.aborted; delay = Math.min(delay * 2, 5_000)) {
+    // Jittered, so a fleet that lost the store together does not come back in lockstep.
+    const delays = exponentialBackoff({ initialMs: 200, maxMs: 5_000 }).start(Math.random);
+    while (!signal.aborted) {
       try {
         const registration = await register(store, {
           protocol: "http",
@@ -119,7 +121,7 @@ export class ServiceInstance {
         if (signal.aborted) break;
         this.#log.error({ err, service }, "registration failed; trying again");
         // Aborted by stop(): the loop condition then ends the attempts.
-        await sleep(delay, systemClock, signal).catch(() => {});
+        await sleep(delays.next(), systemClock, signal).catch(() => {});
       }
     }
     throw new InvalidArgumentError("service", "the server closed before it was registered");
