@@ -21,8 +21,12 @@ export class MvccIndex {
   /** Sorted key ids of every key with history. */
   readonly #keys: KeyId[] = [];
   readonly #history = new Map<KeyId, Entry[]>();
-  /** Changes of each revision above `logBase`, at index rev - logBase - 1. */
-  #log: Entry[][] = [];
+  /**
+   * Changes of each revision above `logBase`, at index rev - logBase - 1: the entry itself
+   * when the revision wrote one key (nearly always), an array only for a multi-key txn or
+   * delete, so a long history costs no array per revision.
+   */
+  #log: (Entry | Entry[] | undefined)[] = [];
   #logBase = 0;
 
   /** The latest entry of a key (tombstone included), or undefined. */
@@ -60,22 +64,27 @@ export class MvccIndex {
 
   /** Appends a change; entries must arrive in (revision, sub) order. */
   append(id: KeyId, entry: Entry, log: boolean): void {
-    let h = this.#history.get(id);
-    if (!h) {
-      h = [];
-      this.#history.set(id, h);
+    const h = this.#history.get(id);
+    if (h) {
+      h.push(entry);
+    } else {
+      // A literal, not push onto []: V8 would give the array room for 17 entries, and most
+      // keys never get a second version before compaction.
+      this.#history.set(id, [entry]);
       const keys = this.#keys;
-      const at = lowerBound(keys, id);
-      keys.splice(at, 0, id);
+      keys.splice(lowerBound(keys, id), 0, id);
     }
-    h.push(entry);
     if (log) this.#logEntry(entry);
   }
 
   #logEntry(entry: Entry): void {
     const idx = entry.kv.modRevision - this.#logBase - 1;
-    while (this.#log.length <= idx) this.#log.push([]);
-    (this.#log[idx] as Entry[]).push(entry);
+    const log = this.#log;
+    while (log.length <= idx) log.push(undefined);
+    const at = log[idx];
+    if (at === undefined) log[idx] = entry;
+    else if (Array.isArray(at)) at.push(entry);
+    else log[idx] = [at, entry];
   }
 
   /** Sets where the change log starts: revisions <= base are not replayable. */
@@ -89,7 +98,8 @@ export class MvccIndex {
     const start = Math.max(from, this.#logBase + 1);
     for (let rev = start; rev <= to; rev++) {
       const entries = this.#log[rev - this.#logBase - 1];
-      if (entries) yield* entries;
+      if (Array.isArray(entries)) yield* entries;
+      else if (entries) yield entries;
     }
   }
 

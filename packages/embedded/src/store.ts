@@ -155,21 +155,19 @@ export class EmbeddedStore implements Store {
     this.#index.setLogBase(Math.max(0, loaded.compactRevision - 1));
     let maxRev = Math.max(1, loaded.compactRevision);
     for (const row of loaded.changes) {
+      const id = keyId(row.key);
+      const key = this.#index.latest(id)?.kv.key ?? row.key;
       const kv: KeyValue = row.tombstone
-        ? { key: row.key, value: EMPTY, createRevision: 0, modRevision: row.rev, version: 0, lease: NO_LEASE }
+        ? { key, value: EMPTY, createRevision: 0, modRevision: row.rev, version: 0, lease: NO_LEASE }
         : {
-            key: row.key,
+            key,
             value: row.value,
             createRevision: row.createRev,
             modRevision: row.rev,
             version: row.version,
             lease: row.lease,
           };
-      this.#index.append(
-        keyId(row.key),
-        { kv, tombstone: row.tombstone, sub: row.sub },
-        row.rev >= loaded.compactRevision,
-      );
+      this.#index.append(id, { kv, tombstone: row.tombstone, sub: row.sub }, row.rev >= loaded.compactRevision);
       if (row.rev > maxRev) maxRev = row.rev;
     }
     this.#revision = maxRev;
@@ -308,11 +306,13 @@ export class EmbeddedStore implements Store {
   }
 
   #applyPut(ctx: WriteContext, op: Extract<TxnOp, { type: "put" }>): PutResult {
-    const key = Buffer.from(checkKey(op.key));
-    const id = keyId(key);
+    const given = checkKey(op.key);
+    const id = keyId(given);
     const prev = this.#index.latest(id);
     const live = prev && !prev.tombstone ? prev.kv : undefined;
-    const value = op.ignoreValue && live ? live.value : Buffer.from(checkValue(op.value));
+    // Every version of a key shares the first one's copy of its bytes.
+    const key = prev ? prev.kv.key : owned(op.key, given);
+    const value = op.ignoreValue && live ? live.value : owned(op.value, checkValue(op.value));
     const lease = op.ignoreLease && live ? live.lease : op.lease === undefined ? NO_LEASE : checkLeaseId(op.lease);
     const kv: KeyValue = {
       key,
@@ -931,4 +931,12 @@ function randomLeaseId(): LeaseId {
 export function openEmbedded(options: EmbeddedOptions = {}): EmbeddedStore {
   const persistence = options.dataDir ? new SqlitePersistence(join(options.dataDir, DB_FILE)) : new NoPersistence();
   return new EmbeddedStore(persistence, options);
+}
+
+/**
+ * Bytes the store may keep: a string was just encoded into a buffer of our own, but the
+ * caller's Uint8Array may be changed after the call, so it is copied.
+ */
+function owned(given: unknown, checked: Buffer): Buffer {
+  return typeof given === "string" ? checked : Buffer.from(checked);
 }

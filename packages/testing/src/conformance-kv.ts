@@ -305,6 +305,21 @@ export function putTests(suite: Suite): void {
     assertKv(await c.store.get(c.key("a")), { version: 5, modRevision: same, createRevision: created }, "same value");
   });
 
+  suite.test("bytes changed by the caller after a put do not change what was stored", async (c) => {
+    const key = new Uint8Array(Buffer.from(c.key("k")));
+    const value = new Uint8Array(Buffer.from("v1"));
+    await c.store.put(key, value);
+    await c.store.put(key, new Uint8Array(Buffer.from("v2")));
+    key.fill(0x7a);
+    value.fill(0x7a);
+    const r = await c.store.range(c.key("k"));
+    assert.deepEqual(c.names(r.kvs), ["k"], "the key is still stored under its original bytes");
+    assert.equal(text(r.kvs[0]?.value), "v2");
+    const history = await c.store.get(c.key("k"), { revision: (r.kvs[0]?.modRevision ?? 0) - 1 });
+    assert.equal(text(history?.value), "v1", "an older version keeps its value too");
+    assert.equal(await c.store.get(Buffer.from(key)), undefined, "nothing under the changed bytes");
+  });
+
   suite.test("each write request moves the store revision by exactly one", async (c) => {
     const r1 = (await c.store.put(c.key("a"), "1")).header.revision;
     const r2 = (await c.store.put(c.key("b"), "1")).header.revision;
