@@ -1,4 +1,5 @@
 export * from "./catalog.js";
+export * from "./compactor.js";
 export * from "./config/index.js";
 export * from "./discovery.js";
 export * from "./election.js";

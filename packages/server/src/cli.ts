@@ -4,6 +4,7 @@
 import { readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
+import type { AutoCompactionOptions } from "@cairn/recipes";
 import { pino } from "pino";
 import { startServer, type TlsOptions } from "./server.js";
 import { parseStoreUrl, startStateless } from "./stateless.js";
@@ -31,9 +32,19 @@ const USAGE = `usage: cairn server [--data-dir DIR] [--grpc-port N] [--http-port
   --client-cert-auth refuse clients without a certificate signed by --trusted-ca-file
   --watch-progress-notify-interval-ms N
                      how often an idle watch that asked for progress notifications
-                     hears the revision (default 600000, etcd's 10 minutes)`;
+                     hears the revision (default 600000, etcd's 10 minutes)
+  --auto-compaction-mode periodic|revision
+                     how --auto-compaction-retention is read (default periodic)
+  --auto-compaction-retention R
+                     trim history automatically, as etcd: periodic keeps R of history
+                     (a duration such as 30m or 2h, or a number of hours) and compacts
+                     every R (at most hourly); revision keeps the last R revisions,
+                     compacting every 5 minutes. Default 0: off. The history is held
+                     in memory, so a long-running server should set it`;
 
 class UsageError extends Error {}
+
+type AutoCompactionPolicy = Pick<AutoCompactionOptions, "mode" | "retention">;
 
 function port(value: string, flag: string): number {
   const n = Number(value);
@@ -77,6 +88,33 @@ function tlsOptions(values: {
 
 const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
+const DURATION_UNITS_MS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 };
+
+/** etcd's reading of the compaction flags: undefined when retention is 0 (off). */
+function autoCompactionFlags(mode: string, retention: string): AutoCompactionPolicy | undefined {
+  if (mode !== "periodic" && mode !== "revision") {
+    throw new UsageError(`--auto-compaction-mode: expected periodic or revision, got "${mode}"`);
+  }
+  if (/^0+$/.test(retention)) return undefined;
+  if (/^[0-9]+$/.test(retention)) {
+    const n = Number(retention);
+    const value = mode === "periodic" ? n * 3_600_000 : n;
+    if (Number.isSafeInteger(value)) return { mode, retention: value };
+  } else if (mode === "periodic" && /^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$/.test(retention)) {
+    let ms = 0;
+    for (const [, amount, , unit] of retention.matchAll(/([0-9]+(\.[0-9]+)?)(ms|s|m|h)/g)) {
+      ms += Number(amount) * (DURATION_UNITS_MS[unit as string] as number);
+    }
+    if (Math.round(ms) === 0) return undefined;
+    if (Number.isSafeInteger(Math.round(ms))) return { mode, retention: Math.round(ms) };
+  }
+  throw new UsageError(
+    mode === "periodic"
+      ? `--auto-compaction-retention: expected a duration such as 30m or 1h30m, or a number of hours, got "${retention}"`
+      : `--auto-compaction-retention: expected a number of revisions to keep, got "${retention}"`,
+  );
+}
+
 async function serve(args: string[]): Promise<void> {
   const { values } = parseArgs({
     args,
@@ -88,6 +126,8 @@ async function serve(args: string[]): Promise<void> {
       host: { type: "string", default: "127.0.0.1" },
       "log-level": { type: "string", default: "info" },
       "watch-progress-notify-interval-ms": { type: "string", default: "600000" },
+      "auto-compaction-mode": { type: "string", default: "periodic" },
+      "auto-compaction-retention": { type: "string", default: "0" },
       "advertise-client-urls": { type: "string" },
       "auth-root-password-file": { type: "string" },
       "cert-file": { type: "string" },
@@ -110,6 +150,12 @@ async function serve(args: string[]): Promise<void> {
   const progress = values["watch-progress-notify-interval-ms"];
   if (!/^[1-9][0-9]*$/.test(progress)) {
     throw new UsageError(`--watch-progress-notify-interval-ms: expected a positive integer, got "${progress}"`);
+  }
+  const autoCompaction = autoCompactionFlags(values["auto-compaction-mode"], values["auto-compaction-retention"]);
+  if (autoCompaction && values.store !== undefined) {
+    throw new UsageError(
+      "--auto-compaction-retention: over --store the etcd cluster compacts its own history; set it there",
+    );
   }
   const tls = tlsOptions(values);
   const rootPasswordFile = values["auth-root-password-file"];
@@ -148,6 +194,7 @@ async function serve(args: string[]): Promise<void> {
         host: values.host,
         logger,
         progressNotifyIntervalMs: Number(progress),
+        ...(autoCompaction ? { autoCompaction } : {}),
         ...(authRootPassword !== undefined ? { authRootPassword } : {}),
         ...(tls ? { tls } : {}),
         ...(advertise ? { advertiseClientUrls: advertise } : {}),

@@ -7,7 +7,13 @@ import { mkdirSync, readFileSync } from "node:fs";
 import type { AddressInfo, Server as NetServer } from "node:net";
 import { DEFAULT_LIMITS, type StoreLimits } from "@cairn/core";
 import { type EmbeddedStore, openEmbedded } from "@cairn/embedded";
-import { type HealthChecker, startHealthChecker } from "@cairn/recipes";
+import {
+  type AutoCompactionOptions,
+  checkAutoCompaction,
+  type HealthChecker,
+  runAutoCompaction,
+  startHealthChecker,
+} from "@cairn/recipes";
 import { type Server as GrpcServer, ServerCredentials } from "@grpc/grpc-js";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { type Logger, pino } from "pino";
@@ -49,6 +55,11 @@ export interface ServerOptions {
   readonly tls?: TlsOptions;
   /** Namespaces whose active health checks this server stands to run (default ["default"]; [] for none). */
   readonly healthCheckNamespaces?: readonly string[];
+  /**
+   * Trim the store's history automatically (etcd's --auto-compaction-mode/-retention). Off
+   * by default, as etcd's; the embedded engine keeps all history in memory until compacted.
+   */
+  readonly autoCompaction?: Omit<AutoCompactionOptions, "onCompacted" | "onError">;
 }
 
 export interface TlsOptions {
@@ -98,6 +109,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const host = options.host ?? "127.0.0.1";
   const log = options.logger ?? pino({ name: "cairn-server" });
   const limits: StoreLimits = { ...DEFAULT_LIMITS, ...options.limits };
+  if (options.autoCompaction) checkAutoCompaction(options.autoCompaction);
   mkdirSync(options.dataDir, { recursive: true });
   const stored = loadIdentity(options.dataDir);
   const auth = new AuthStore(options.dataDir);
@@ -139,6 +151,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   let listener: NetServer | undefined;
   let http: FastifyInstance | undefined;
   const checkers: HealthChecker[] = [];
+  const stopCompaction = new AbortController();
+  let compacting: Promise<void> | undefined;
   try {
     const observe: CallObserver = (method, code, ms) => {
       metrics.requests.inc({ api: "grpc", method, code: String(code) });
@@ -191,6 +205,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         }),
       );
     }
+    if (options.autoCompaction) {
+      const policy = options.autoCompaction;
+      compacting = runAutoCompaction(store, stopCompaction.signal, {
+        ...policy,
+        onCompacted: (revision) => log.info({ revision, mode: policy.mode }, "auto compaction done"),
+        onError: (err) => log.warn({ err, mode: policy.mode }, "auto compaction failed; trying again later"),
+      });
+    }
     ready = true;
     log.info(
       { grpcUrl, httpUrl, grpcPort, httpPort, dataDir: options.dataDir, revision: store.revision },
@@ -206,6 +228,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       created.health.setStatus("", "NOT_SERVING");
       log.info("cairn server shutting down");
       await Promise.all(checkers.map((c) => c.close()));
+      stopCompaction.abort();
+      await compacting;
       l.close();
       await stopGrpc(g, streams, options.shutdownGraceMs ?? 5_000);
       await h.close();

@@ -5,7 +5,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { IDENTITY_FILE } from "../src/identity.js";
-import { CLI, rawClient, removeDir, startServerProcess, tempDir } from "./support.js";
+import { CLI, rawClient, removeDir, sleep, startServerProcess, tempDir } from "./support.js";
 
 const dirs: string[] = [];
 after(() => {
@@ -28,6 +28,22 @@ describe("the cairn server process", () => {
       [["server", "--data-dir"], /--data-dir/],
       [["server", "--grpc-prot", "1"], /Unknown option '--grpc-prot'/],
       [["serve"], /unknown command "serve"/],
+      [
+        ["server", "--auto-compaction-mode", "hourly", "--auto-compaction-retention", "1"],
+        /--auto-compaction-mode: expected periodic or revision, got "hourly"/,
+      ],
+      [
+        ["server", "--auto-compaction-retention", "ten"],
+        /--auto-compaction-retention: expected a duration such as 30m/,
+      ],
+      [
+        ["server", "--auto-compaction-mode", "revision", "--auto-compaction-retention", "1h"],
+        /--auto-compaction-retention: expected a number of revisions to keep, got "1h"/,
+      ],
+      [
+        ["server", "--store", "etcd://127.0.0.1:2379", "--auto-compaction-retention", "1h"],
+        /the etcd cluster compacts its own history/,
+      ],
     ] as [string[], RegExp][]) {
       const r = cairn([...args, ...(args.includes("--data-dir") ? [] : ["--data-dir", dataDir])]);
       assert.equal(r.status, 2, `cairn ${args.join(" ")}: ${r.stderr}`);
@@ -83,6 +99,39 @@ describe("the cairn server process", () => {
     const bad = cairn(["server", "--data-dir", server.dataDir, "--advertise-client-urls", "10.1.2.3:2379"]);
     assert.equal(bad.status, 2);
     assert.match(bad.stderr, /--advertise-client-urls: expected URLs like/);
+  });
+
+  it("--auto-compaction-retention trims history older than the period, as etcd's periodic mode", async () => {
+    const server = await startServerProcess({ args: ["--auto-compaction-retention", "1s"] });
+    dirs.push(server.dataDir);
+    const client = rawClient(server.address);
+    try {
+      const first = await client.call("KV", "Put", { key: Buffer.from("k"), value: Buffer.from("v1") });
+      const firstRev = Number(first.header.revision);
+      await client.call("KV", "Put", { key: Buffer.from("k"), value: Buffer.from("v2") });
+      const old = await client.call("KV", "Range", { key: Buffer.from("k"), revision: firstRev });
+      assert.equal(old.kvs[0].value.toString(), "v1", "history is readable before the period has passed");
+      // Every write of this test is over a second old by the time the compactor looks.
+      const deadline = Date.now() + 5_000;
+      while (!server.logs.some((l) => l.msg === "auto compaction done") && Date.now() < deadline) await sleep(100);
+      const done = server.logs.find((l) => l.msg === "auto compaction done");
+      assert.ok(done, "the server logged a compaction within 5 s");
+      assert.ok(Number(done.revision) >= 1 && done.mode === "periodic", JSON.stringify(done));
+      let compacted: Error | undefined;
+      while (!compacted && Date.now() < deadline) {
+        compacted = await client.call("KV", "Range", { key: Buffer.from("k"), revision: firstRev }).then(
+          () => undefined,
+          (err: Error) => err,
+        );
+        if (!compacted) await sleep(100);
+      }
+      assert.match(String(compacted?.message), /etcdserver: mvcc: required revision has been compacted/);
+      const now = await client.call("KV", "Range", { key: Buffer.from("k") });
+      assert.equal(now.kvs[0].value.toString(), "v2", "the newest version stays");
+    } finally {
+      client.close();
+      await server.stop();
+    }
   });
 
   it("/healthz and /readyz answer 200 while serving; unknown paths 404", async () => {
