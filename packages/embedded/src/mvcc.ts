@@ -106,10 +106,10 @@ export class MvccIndex {
   /**
    * Drops history not needed to read at revisions >= `rev` (etcd's compaction): of the
    * versions older than `rev` only each key's newest survives, and only if it is live.
-   * Returns the dropped entries so the caller can remove them from disk.
+   * Returns the dropped entries, one group per key, so the caller can remove them from disk.
    */
-  compact(rev: number): Entry[] {
-    const dropped: Entry[] = [];
+  compact(rev: number): Entry[][] {
+    const dropped: Entry[][] = [];
     const emptied = new Set<KeyId>();
     for (const [id, h] of this.#history) {
       let firstKept = 0;
@@ -119,15 +119,16 @@ export class MvccIndex {
       const keepNewestOld = !newestOld.tombstone;
       const dropCount = keepNewestOld ? firstKept - 1 : firstKept;
       if (dropCount === 0) continue;
-      for (let i = 0; i < dropCount; i++) dropped.push(h[i] as Entry);
-      h.splice(0, dropCount);
+      dropped.push(h.splice(0, dropCount));
       if (h.length === 0) emptied.add(id);
     }
     if (emptied.size > 0) {
       for (const id of emptied) this.#history.delete(id);
-      const kept = this.#keys.filter((id) => !emptied.has(id));
-      this.#keys.length = 0;
-      this.#keys.push(...kept);
+      // In place: spreading a list of a few hundred thousand keys into push() overflows the stack.
+      const keys = this.#keys;
+      let kept = 0;
+      for (const id of keys) if (!emptied.has(id)) keys[kept++] = id;
+      keys.length = kept;
     }
     // The change log keeps revision `rev` itself: a watch may start there.
     const drop = Math.max(0, rev - 1 - this.#logBase);

@@ -78,6 +78,8 @@ export interface EmbeddedOptions {
 }
 
 const DEFAULT_MAX_BATCH_WRITES = 32;
+/** How many compacted rows one batch deletes from disk (about 5 ms of work). */
+const DROP_SHARE = 5_000;
 
 export const DB_FILE = "cairn.db";
 
@@ -133,6 +135,10 @@ export class EmbeddedStore implements Store {
   #syncing: Promise<void> | undefined;
   readonly #maxBatchWrites: number;
   #closed = false;
+  /** Compacted history still on disk, a group per key; deleted from `#dropAt` on. */
+  #drops: Entry[][] = [];
+  #dropAt = 0;
+  #dropScheduled = false;
   #closing: Promise<void> | undefined;
   #failure: unknown;
   #commits = 0;
@@ -621,14 +627,40 @@ export class EmbeddedStore implements Store {
     if (rev <= this.#compactRevision) throw new CompactedError(rev, this.#compactRevision);
     const dropped = this.#index.compact(rev);
     this.#compactRevision = rev;
-    const batch = this.#pendingBatch();
-    const previous = batch.compact?.dropped ?? [];
-    batch.compact = {
-      revision: rev,
-      dropped: previous.concat(dropped.map((e) => ({ rev: e.kv.modRevision, sub: e.sub }))),
-    };
+    // The mark goes to disk now with a first share of the dropped rows; the rest follow a
+    // share per event-loop turn, so a large compaction does not hold up other requests for
+    // long (deleting 200,000 rows at once took 0.2 s). Rows older than the mark that a crash
+    // leaves on disk are dropped again by the next compaction.
+    if (!this.#memoryOnly) for (const group of dropped) this.#drops.push(group);
+    this.#addDrops(rev);
     await this.#durableWrite();
     return { header: { revision: this.#durable } };
+  }
+
+  /**
+   * Moves up to DROP_SHARE dropped rows into the open batch, with the compaction mark. A
+   * key's rows always go in one batch: a crash between batches must never leave a version
+   * on disk without the delete that hid it.
+   */
+  #addDrops(revision: number): void {
+    const batch = this.#pendingBatch();
+    const rows = batch.compact?.dropped ?? [];
+    const drops = this.#drops;
+    while (this.#dropAt < drops.length && rows.length < DROP_SHARE) {
+      for (const e of drops[this.#dropAt++] as Entry[]) rows.push({ rev: e.kv.modRevision, sub: e.sub });
+    }
+    if (this.#dropAt === drops.length) {
+      this.#drops = [];
+      this.#dropAt = 0;
+    }
+    batch.compact = { revision, dropped: rows };
+    if (this.#dropAt < this.#drops.length && !this.#dropScheduled) {
+      this.#dropScheduled = true;
+      setImmediate(() => {
+        this.#dropScheduled = false;
+        if (!this.#closed && this.#failure === undefined) this.#addDrops(this.#compactRevision);
+      });
+    }
   }
 
   async status(): Promise<StoreStatus> {
