@@ -112,7 +112,7 @@ export class WatchHub {
   /** Every watcher, e.g. to end them on close or to send progress. */
   all(): EmbeddedWatcher[] {
     const list = [...this.#ranges];
-    for (const set of this.#byKey.values()) list.push(...set);
+    for (const set of this.#byKey.values()) for (const w of set) list.push(w);
     return list;
   }
 }

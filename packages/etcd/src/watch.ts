@@ -191,7 +191,8 @@ export class EtcdWatcher implements Watcher {
       return;
     }
     if (res.fragment) {
-      this.#fragments.push(...(res.events ?? []));
+      // One at a time: a fragment may hold more events than push() takes arguments.
+      for (const e of res.events ?? []) this.#fragments.push(e);
       return;
     }
     const raw = this.#fragments.length ? this.#fragments.concat(res.events ?? []) : (res.events ?? []);
