@@ -1,6 +1,7 @@
 // In-memory multi-version key index: every key's history until compaction, ordered keys
 // for range scans, and the per-revision change log that watches replay from.
 import type { KeyValue } from "@cairn/core";
+import { SortedKeys } from "./sorted-keys.js";
 
 /** One version of a key. A tombstone marks a delete (etcd's delete event kv). */
 export interface Entry {
@@ -18,8 +19,8 @@ export function keyId(key: Buffer): KeyId {
 }
 
 export class MvccIndex {
-  /** Sorted key ids of every key with history. */
-  readonly #keys: KeyId[] = [];
+  /** Every key with history, in key order. */
+  readonly #keys = new SortedKeys();
   readonly #history = new Map<KeyId, Entry[]>();
   /**
    * Changes of each revision above `logBase`, at index rev - logBase - 1: the entry itself
@@ -53,9 +54,7 @@ export class MvccIndex {
       if (kv) yield kv;
       return;
     }
-    const keys = this.#keys;
-    for (let i = lowerBound(keys, start); i < keys.length; i++) {
-      const id = keys[i] as KeyId;
+    for (const id of this.#keys.from(start)) {
       if (end !== null && id >= end) break;
       const kv = this.at(id, rev);
       if (kv) yield kv;
@@ -71,8 +70,7 @@ export class MvccIndex {
       // A literal, not push onto []: V8 would give the array room for 17 entries, and most
       // keys never get a second version before compaction.
       this.#history.set(id, [entry]);
-      const keys = this.#keys;
-      keys.splice(lowerBound(keys, id), 0, id);
+      this.#keys.insert(id);
     }
     if (log) this.#logEntry(entry);
   }
@@ -124,11 +122,7 @@ export class MvccIndex {
     }
     if (emptied.size > 0) {
       for (const id of emptied) this.#history.delete(id);
-      // In place: spreading a list of a few hundred thousand keys into push() overflows the stack.
-      const keys = this.#keys;
-      let kept = 0;
-      for (const id of keys) if (!emptied.has(id)) keys[kept++] = id;
-      keys.length = kept;
+      this.#keys.removeAll(emptied);
     }
     // The change log keeps revision `rev` itself: a watch may start there.
     const drop = Math.max(0, rev - 1 - this.#logBase);
@@ -160,15 +154,4 @@ function findAt(h: Entry[], rev: number): Entry | undefined {
     }
   }
   return found;
-}
-
-function lowerBound(keys: KeyId[], id: KeyId): number {
-  let lo = 0;
-  let hi = keys.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if ((keys[mid] as KeyId) < id) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }
