@@ -3,21 +3,11 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { SortedKeys } from "../src/sorted-keys.js";
-
-/** A small deterministic generator (xorshift), so a failure can be replayed. */
-function random(seed: number): () => number {
-  let x = seed;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 2 ** 32;
-  };
-}
+import { seededRandom } from "./random.js";
 
 describe("SortedKeys", () => {
   it("keeps byte order through inserts, splits and removals, as a sorted array would", () => {
-    const next = random(20261128);
+    const next = seededRandom(20261128);
     const keys = new SortedKeys();
     const reference = new Set<string>();
     const id = () =>
