@@ -1,6 +1,6 @@
 // npm run bench:scale — how the embedded engine holds up as it grows: memory per revision,
-// the rate of puts of new keys as the key count climbs, and how long a large compaction
-// holds up the event loop. No reference target: these figures guard against regressions
+// the rate of puts of new keys as the key count climbs, puts beside many watchers, and how
+// long a large compaction holds up the event loop. No reference target: these figures guard against regressions
 // (a sorted-array key index once made new keys 10x slower at 300,000 keys).
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -46,6 +46,29 @@ async function newKeyRates(): Promise<{ keys: number; rate: number }[]> {
   return out;
 }
 
+/** Puts/s outside and inside the prefixes that 5,000 watchers (10 prefixes) follow. */
+async function putsUnderWatchers(): Promise<[number, number]> {
+  const store = openEmbedded();
+  const watchers = [];
+  for (let i = 0; i < 5_000; i++) {
+    const w = await store.watch(`/svc/s${i % 10}/`, { prefix: true });
+    watchers.push(w);
+    void (async () => {
+      for await (const _ of w);
+    })();
+  }
+  const rate = async (key: (i: number) => string) => {
+    const started = performance.now();
+    await putMany(store, 5_000, key);
+    return 5_000 / ((performance.now() - started) / 1000);
+  };
+  const outside = await rate((i) => `/other/${i % 100}`);
+  const inside = await rate((i) => `/svc/s1/${i % 100}`);
+  for (const w of watchers) w.cancel();
+  await store.close();
+  return [outside, inside];
+}
+
 async function compactionStall(): Promise<[number, number]> {
   const dir = mkdtempSync(join(tmpdir(), "cairn-bench-scale-"));
   const store = openEmbedded({ dataDir: dir });
@@ -73,6 +96,7 @@ async function compactionStall(): Promise<[number, number]> {
 
 const [heap, buffers] = await memoryPerRevision();
 const rates = await newKeyRates();
+const [outside, inside] = await putsUnderWatchers();
 const [compactMs, stallMs] = await compactionStall();
 printTable(
   ["figure", "value"],
@@ -80,6 +104,8 @@ printTable(
     ["heap bytes per revision (100-byte values, 10,000 keys)", heap.toFixed(0)],
     ["buffer bytes per revision", buffers.toFixed(0)],
     ...rates.map((r) => [`puts/s of new keys, up to ${r.keys.toLocaleString("en")} keys`, r.rate.toFixed(0)]),
+    ["puts/s beside 5,000 prefix watchers (none hears them)", outside.toFixed(0)],
+    ["puts/s that 500 of those watchers hear", inside.toFixed(0)],
     ["compaction of 200,000 revisions on disk: answer (ms)", compactMs.toFixed(0)],
     ["  longest event-loop stall meanwhile (ms)", stallMs.toFixed(0)],
   ],
