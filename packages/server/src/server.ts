@@ -211,7 +211,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         ...policy,
         onCompacted: (revision) => log.info({ revision, mode: policy.mode }, "auto compaction done"),
         onError: (err) => log.warn({ err, mode: policy.mode }, "auto compaction failed; trying again later"),
-      });
+      }).catch((err: unknown) => log.error({ err }, "auto compaction stopped"));
     }
     ready = true;
     log.info(
