@@ -78,6 +78,8 @@ export interface EmbeddedOptions {
 }
 
 const DEFAULT_MAX_BATCH_WRITES = 32;
+/** Node pools buffers up to half its 8 KiB pool size. */
+const POOLED_VALUE_MAX = 4096;
 /** How many compacted rows one batch deletes from disk (about 5 ms of work). */
 const DROP_SHARE = 5_000;
 
@@ -167,11 +169,13 @@ export class EmbeddedStore implements Store {
         ? { key, value: EMPTY, createRevision: 0, modRevision: row.rev, version: 0, lease: NO_LEASE }
         : {
             key,
-            value: row.value,
+            // SQLite hands each value back in a buffer of its own (about 200 bytes of overhead
+            // each); small ones are copied into Node's shared pool, as values written live are.
+            value: row.value.length < POOLED_VALUE_MAX ? Buffer.from(row.value) : row.value,
             createRevision: row.createRev,
             modRevision: row.rev,
             version: row.version,
-            lease: row.lease,
+            lease: row.lease === NO_LEASE ? NO_LEASE : row.lease,
           };
       this.#index.append(id, { kv, tombstone: row.tombstone, sub: row.sub }, row.rev >= loaded.compactRevision);
       if (row.rev > maxRev) maxRev = row.rev;
