@@ -130,10 +130,6 @@ export class MvccIndex {
     this.#logBase += drop;
     return dropped;
   }
-
-  get keyCount(): number {
-    return this.#history.size;
-  }
 }
 
 /** Newest entry with modRevision <= rev. */

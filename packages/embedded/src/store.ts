@@ -141,6 +141,8 @@ export class EmbeddedStore implements Store {
   #drops: Entry[][] = [];
   #dropAt = 0;
   #dropScheduled = false;
+  /** Keys whose newest version is not a delete. */
+  #liveKeys = 0;
   #closing: Promise<void> | undefined;
   #failure: unknown;
   #commits = 0;
@@ -186,6 +188,7 @@ export class EmbeddedStore implements Store {
     for (const l of loaded.leases) this.#addLease(l.id, l.ttl);
     for (const id of this.#allKeyIds()) {
       const e = this.#index.latest(id);
+      if (e && !e.tombstone) this.#liveKeys++;
       if (e && !e.tombstone && e.kv.lease !== NO_LEASE) this.#leases.get(e.kv.lease)?.keys.add(id);
     }
   }
@@ -333,6 +336,7 @@ export class EmbeddedStore implements Store {
       lease,
     };
     this.#record(id, { kv, tombstone: false, sub: ctx.sub++ });
+    if (!live) this.#liveKeys++;
     if (live && live.lease !== NO_LEASE && live.lease !== lease) this.#leases.get(live.lease)?.keys.delete(id);
     if (lease !== NO_LEASE) this.#leases.get(lease)?.keys.add(id);
     const header = { revision: ctx.rev };
@@ -360,6 +364,7 @@ export class EmbeddedStore implements Store {
       lease: NO_LEASE,
     };
     this.#record(id, { kv, tombstone: true, sub: ctx.sub++ });
+    this.#liveKeys--;
     if (live.lease !== NO_LEASE) this.#leases.get(live.lease)?.keys.delete(id);
   }
 
@@ -907,12 +912,20 @@ export class EmbeddedStore implements Store {
   }
 
   /** Counts for metrics and the bench. */
-  stats(): { keys: number; leases: number; watchers: number; revision: number; commits: number } {
+  stats(): {
+    keys: number;
+    leases: number;
+    watchers: number;
+    revision: number;
+    compactRevision: number;
+    commits: number;
+  } {
     return {
-      keys: this.#index.keyCount,
+      keys: this.#liveKeys,
       leases: this.#leases.size,
       watchers: this.#hub.size,
       revision: this.#durable,
+      compactRevision: this.#compactRevision,
       commits: this.#commits,
     };
   }

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 
 export interface StoreGauges {
-  stats(): { keys: number; leases: number; watchers: number; revision: number };
+  stats(): { keys: number; leases: number; watchers: number; revision: number; compactRevision: number };
 }
 
 export class ServerMetrics {
@@ -53,6 +53,8 @@ export class ServerMetrics {
     gauge("cairn_leases", "Live leases", (s) => s.leases);
     gauge("cairn_watchers", "Open watches", (s) => s.watchers);
     gauge("cairn_revision", "Current store revision", (s) => s.revision);
+    // The history held (in memory, for the embedded store) is revision - compact revision.
+    gauge("cairn_compact_revision", "Revision the store's history was last compacted to", (s) => s.compactRevision);
   }
 
   #dbSize(): void {
