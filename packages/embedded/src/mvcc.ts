@@ -103,7 +103,8 @@ export class MvccIndex {
 
   /**
    * Drops history not needed to read at revisions >= `rev` (etcd's compaction): of the
-   * versions older than `rev` only each key's newest survives, and only if it is live.
+   * versions older than `rev` only each key's newest survives, and only if it is live and
+   * the key was not written at `rev` itself.
    * Returns the dropped entries, one group per key, so the caller can remove them from disk.
    */
   compact(rev: number): Entry[][] {
@@ -113,9 +114,12 @@ export class MvccIndex {
       let firstKept = 0;
       while (firstKept < h.length && (h[firstKept] as Entry).kv.modRevision < rev) firstKept++;
       if (firstKept === 0) continue;
+      // A version written at `rev` itself answers every read from `rev` on, so nothing older
+      // is needed (as etcd, which keeps the newest version at or below `rev`). Otherwise the
+      // newest older version is, unless it is a delete.
+      const atRev = firstKept < h.length && (h[firstKept] as Entry).kv.modRevision === rev;
       const newestOld = h[firstKept - 1] as Entry;
-      const keepNewestOld = !newestOld.tombstone;
-      const dropCount = keepNewestOld ? firstKept - 1 : firstKept;
+      const dropCount = atRev || newestOld.tombstone ? firstKept : firstKept - 1;
       if (dropCount === 0) continue;
       dropped.push(h.splice(0, dropCount));
       if (h.length === 0) emptied.add(id);
