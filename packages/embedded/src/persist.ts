@@ -25,10 +25,13 @@ export interface Batch {
   readonly leaseDeletes: string[];
   /** Set when the batch compacts: rows to drop and the new compaction mark. */
   compact?: { revision: number; dropped: { rev: number; sub: number }[] };
+  /** Set when the NOSPACE alarm is raised (true) or disarmed (false). */
+  noSpaceAlarm?: boolean;
 }
 
 export interface Loaded {
   readonly compactRevision: number;
+  readonly noSpaceAlarm: boolean;
   readonly changes: Iterable<ChangeRow>;
   readonly leases: { id: string; ttl: number }[];
 }
@@ -52,7 +55,7 @@ export interface Persistence {
 /** Memory only: nothing survives the process. */
 export class NoPersistence implements Persistence {
   load(): Loaded {
-    return { compactRevision: 0, changes: [], leases: [] };
+    return { compactRevision: 0, noSpaceAlarm: false, changes: [], leases: [] };
   }
   commit(): void {}
   size(): number {
@@ -116,6 +119,7 @@ export class SqlitePersistence implements Persistence {
         for (const d of batch.compact.dropped) this.#deleteChange.run(d.rev, d.sub);
         this.#setMeta.run("compact_rev", batch.compact.revision);
       }
+      if (batch.noSpaceAlarm !== undefined) this.#setMeta.run("alarm_nospace", batch.noSpaceAlarm ? 1 : 0);
     });
     // SQLite has opened (or created) the WAL file for the statements above; it stays (the
     // same file, rewound after checkpoints) for as long as this connection is open. Its
@@ -129,6 +133,9 @@ export class SqlitePersistence implements Persistence {
     const meta = this.#db.prepare("SELECT value FROM meta WHERE name = 'compact_rev'").get() as
       | { value: number }
       | undefined;
+    const alarm = this.#db.prepare("SELECT value FROM meta WHERE name = 'alarm_nospace'").get() as
+      | { value: number }
+      | undefined;
     const leases = this.#db.prepare("SELECT id, ttl FROM leases").all() as { id: string; ttl: number }[];
     const rows = this.#db
       .prepare("SELECT rev, sub, key, value, create_rev, version, lease, tombstone FROM changes ORDER BY rev, sub")
@@ -139,7 +146,7 @@ export class SqlitePersistence implements Persistence {
         yield { rev, sub, key, value, createRev, version, lease, tombstone: tombstone === 1 };
       }
     }
-    return { compactRevision: meta?.value ?? 0, changes: changes(), leases };
+    return { compactRevision: meta?.value ?? 0, noSpaceAlarm: alarm?.value === 1, changes: changes(), leases };
   }
 
   commit(batch: Batch): void {

@@ -51,6 +51,7 @@ import {
   type TxnRequest,
   type TxnResult,
   txnSize,
+  UnavailableError,
   type Watcher,
   type WatchOptions,
 } from "@cairn/core";
@@ -75,7 +76,17 @@ export interface EmbeddedOptions {
    * in several batches, so that clients get the first answers while the rest are written.
    */
   readonly maxBatchWrites?: number;
+  /**
+   * etcd's --quota-backend-bytes: a put, txn with puts or lease grant that would grow the
+   * database past this many bytes is refused ("mvcc: database space exceeded") and raises the
+   * NOSPACE alarm, which refuses them all until disarmNoSpace(). Default: no quota.
+   */
+  readonly quotaBytes?: number;
 }
+
+/** etcd's cost estimates of a request against the quota (etcdserver/quota.go). */
+const KV_OVERHEAD = 256;
+const LEASE_OVERHEAD = 64;
 
 const DEFAULT_MAX_BATCH_WRITES = 32;
 /** Node pools buffers up to half its 8 KiB pool size. */
@@ -143,6 +154,10 @@ export class EmbeddedStore implements Store {
   #dropScheduled = false;
   /** Keys whose newest version is not a delete. */
   #liveKeys = 0;
+  readonly #quota: number;
+  /** Database size as of the last commit, for the quota check. */
+  #dbSize = 0;
+  #noSpace = false;
   #closing: Promise<void> | undefined;
   #failure: unknown;
   #commits = 0;
@@ -154,6 +169,7 @@ export class EmbeddedStore implements Store {
     this.#memoryOnly = persistence instanceof NoPersistence;
     this.#limits = { ...DEFAULT_LIMITS, ...options.limits };
     this.#maxBatchWrites = options.maxBatchWrites ?? DEFAULT_MAX_BATCH_WRITES;
+    this.#quota = checkCount(options.quotaBytes, "quotaBytes");
     this.#load();
     this.#progressTimer = setInterval(() => this.#sendProgress(), options.progressNotifyIntervalMs ?? 600_000);
     this.#progressTimer.unref();
@@ -161,6 +177,7 @@ export class EmbeddedStore implements Store {
 
   #load(): void {
     const loaded = this.#persistence.load();
+    this.#noSpace = loaded.noSpaceAlarm;
     this.#compactRevision = loaded.compactRevision;
     this.#index.setLogBase(Math.max(0, loaded.compactRevision - 1));
     let maxRev = Math.max(1, loaded.compactRevision);
@@ -184,6 +201,8 @@ export class EmbeddedStore implements Store {
     }
     this.#revision = maxRev;
     this.#durable = maxRev;
+    // The rows are all read: the database answers other queries again.
+    if (this.#quota > 0) this.#dbSize = this.#persistence.size();
     // After a restart every lease gets a fresh TTL, as etcd does after a leader change.
     for (const l of loaded.leases) this.#addLease(l.id, l.ttl);
     for (const id of this.#allKeyIds()) {
@@ -266,6 +285,8 @@ export class EmbeddedStore implements Store {
     const op: TxnOp = { type: "put", key, value, ...options };
     this.#checkPut(op, "key");
     checkSize(txnSize({ success: [op] }), this.#limits, "put");
+    const refused = this.#checkSpace(putCost(op));
+    if (refused) await refused;
     const ctx = this.#begin();
     const result = this.#applyPut(ctx, op);
     this.#end(ctx);
@@ -290,6 +311,8 @@ export class EmbeddedStore implements Store {
     checkSize(txnSize(request), this.#limits, "txn");
     // Like etcd (compareToPath), every compare — nested ones too — is judged against the
     // state before the txn, and the chosen path is checked whole before anything applies.
+    const refused = this.#checkSpace(Math.max(txnPutCost(request.success ?? []), txnPutCost(request.failure ?? [])));
+    if (refused) await refused;
     const path = this.#comparePath(request);
     this.#checkPath(request, path.slice(), "txn");
     const ctx = this.#begin();
@@ -541,6 +564,7 @@ export class EmbeddedStore implements Store {
     const started = performance.now();
     try {
       this.#persistence.commit(next.batch);
+      if (this.#quota > 0) this.#dbSize = this.#persistence.size();
     } catch (err) {
       this.#fail(err, [next]);
       return;
@@ -687,6 +711,8 @@ export class EmbeddedStore implements Store {
   async grant(ttl: number, options: LeaseOptions = {}): Promise<Lease> {
     this.#checkOpen();
     const seconds = Math.max(MIN_LEASE_TTL, checkTtl(ttl));
+    const refused = this.#checkSpace(LEASE_OVERHEAD);
+    if (refused) await refused;
     let id: LeaseId;
     if (options.id !== undefined && options.id !== NO_LEASE) {
       id = checkLeaseId(options.id, "id");
@@ -904,6 +930,44 @@ export class EmbeddedStore implements Store {
   async defragment(): Promise<void> {
     this.#checkOpen();
     this.#persistence.defragment?.();
+    if (this.#quota > 0) this.#dbSize = this.#persistence.size();
+  }
+
+  // ---- space quota (etcd's NOSPACE alarm) ----
+
+  /** The alarms raised: NOSPACE once a write would have grown the database past the quota. */
+  alarms(): readonly "NOSPACE"[] {
+    return this.#noSpace ? ["NOSPACE"] : [];
+  }
+
+  /**
+   * Disarms NOSPACE (etcd's `alarm disarm`), once compaction and defragmentation have made
+   * room: writes are taken again, and a write that still does not fit raises it anew.
+   */
+  async disarmNoSpace(): Promise<void> {
+    this.#checkOpen();
+    if (!this.#noSpace) return;
+    this.#noSpace = false;
+    this.#pendingBatch().noSpaceAlarm = false;
+    await this.#durableWrite();
+  }
+
+  /**
+   * etcd's quota check: with the alarm up, any request that writes is refused; else one
+   * that would grow the database past the quota raises the alarm and is refused. Nothing to
+   * wait for when the request fits (the usual case), so the write applies in this turn; a
+   * refusal comes as a promise that rejects once the raised alarm is on disk.
+   */
+  #checkSpace(cost: number): Promise<never> | undefined {
+    if (this.#quota === 0) return undefined;
+    if (this.#noSpace && cost > 0) throw noSpaceError();
+    if (this.#dbSize + cost < this.#quota) return undefined;
+    if (this.#noSpace) throw noSpaceError();
+    this.#noSpace = true;
+    this.#pendingBatch().noSpaceAlarm = true;
+    return this.#durableWrite().then(() => {
+      throw noSpaceError();
+    });
   }
 
   /** The revision readers see now (what a response header reports), without a round trip. */
@@ -988,4 +1052,23 @@ export function openEmbedded(options: EmbeddedOptions = {}): EmbeddedStore {
  */
 function owned(given: unknown, checked: Buffer): Buffer {
   return typeof given === "string" ? checked : Buffer.from(checked);
+}
+
+function noSpaceError(): UnavailableError {
+  return new UnavailableError("mvcc: database space exceeded");
+}
+
+function putCost(op: { key: Bytes; value?: Bytes }): number {
+  return KV_OVERHEAD + byteLength(op.key) + (op.value === undefined ? 0 : byteLength(op.value));
+}
+
+/** The puts of one branch of a txn, as etcd's costTxn counts them (nested txns not). */
+function txnPutCost(ops: readonly TxnOp[]): number {
+  let cost = 0;
+  for (const op of ops) if (op.type === "put") cost += putCost(op);
+  return cost;
+}
+
+function byteLength(b: Bytes): number {
+  return typeof b === "string" ? Buffer.byteLength(b) : b.byteLength;
 }

@@ -33,6 +33,10 @@ const USAGE = `usage: cairn server [--data-dir DIR] [--grpc-port N] [--http-port
   --watch-progress-notify-interval-ms N
                      how often an idle watch that asked for progress notifications
                      hears the revision (default 600000, etcd's 10 minutes)
+  --quota-backend-bytes N
+                     refuse writes that would grow the database past N bytes and raise
+                     the NOSPACE alarm until \`etcdctl alarm disarm\` (default 0: etcd's
+                     2 GiB; a negative N: no quota)
   --auto-compaction-mode periodic|revision
                      how --auto-compaction-retention is read (default periodic)
   --auto-compaction-retention R
@@ -88,6 +92,9 @@ function tlsOptions(values: {
 
 const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
+/** etcd's DefaultQuotaBytes. */
+const DEFAULT_QUOTA_BYTES = 2 * 1024 ** 3;
+
 const DURATION_UNITS_MS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 };
 
 /** etcd's reading of the compaction flags: undefined when retention is 0 (off). */
@@ -126,6 +133,7 @@ async function serve(args: string[]): Promise<void> {
       host: { type: "string", default: "127.0.0.1" },
       "log-level": { type: "string", default: "info" },
       "watch-progress-notify-interval-ms": { type: "string", default: "600000" },
+      "quota-backend-bytes": { type: "string", default: "0" },
       "auto-compaction-mode": { type: "string", default: "periodic" },
       "auto-compaction-retention": { type: "string", default: "0" },
       "advertise-client-urls": { type: "string" },
@@ -151,6 +159,12 @@ async function serve(args: string[]): Promise<void> {
   if (!/^[1-9][0-9]*$/.test(progress)) {
     throw new UsageError(`--watch-progress-notify-interval-ms: expected a positive integer, got "${progress}"`);
   }
+  const quota = values["quota-backend-bytes"];
+  if (!/^-?[0-9]+$/.test(quota) || !Number.isSafeInteger(Number(quota))) {
+    throw new UsageError(`--quota-backend-bytes: expected a number of bytes, got "${quota}"`);
+  }
+  // etcd's reading: 0 is the default 2 GiB, a negative number turns the quota off.
+  const quotaBackendBytes = Number(quota) === 0 ? DEFAULT_QUOTA_BYTES : Math.max(0, Number(quota));
   const autoCompaction = autoCompactionFlags(values["auto-compaction-mode"], values["auto-compaction-retention"]);
   if (autoCompaction && values.store !== undefined) {
     throw new UsageError(
@@ -195,6 +209,7 @@ async function serve(args: string[]): Promise<void> {
         logger,
         progressNotifyIntervalMs: Number(progress),
         ...(autoCompaction ? { autoCompaction } : {}),
+        quotaBackendBytes,
         ...(authRootPassword !== undefined ? { authRootPassword } : {}),
         ...(tls ? { tls } : {}),
         ...(advertise ? { advertiseClientUrls: advertise } : {}),

@@ -60,6 +60,11 @@ export interface ServerOptions {
    * by default, as etcd's; the embedded engine keeps all history in memory until compacted.
    */
   readonly autoCompaction?: Omit<AutoCompactionOptions, "onCompacted" | "onError">;
+  /**
+   * etcd's space quota: writes that would grow the database past it are refused and raise the
+   * NOSPACE alarm until disarmed. Default none here; the CLI defaults to etcd's 2 GiB.
+   */
+  readonly quotaBackendBytes?: number;
 }
 
 export interface TlsOptions {
@@ -119,6 +124,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     dataDir: options.dataDir,
     limits,
     onCommit: metrics.onCommit,
+    ...(options.quotaBackendBytes ? { quotaBytes: options.quotaBackendBytes } : {}),
     ...(options.progressNotifyIntervalMs !== undefined
       ? { progressNotifyIntervalMs: options.progressNotifyIntervalMs }
       : {}),

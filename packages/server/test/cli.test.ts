@@ -32,6 +32,7 @@ describe("the cairn server process", () => {
         ["server", "--auto-compaction-mode", "hourly", "--auto-compaction-retention", "1"],
         /--auto-compaction-mode: expected periodic or revision, got "hourly"/,
       ],
+      [["server", "--quota-backend-bytes", "2GB"], /--quota-backend-bytes: expected a number of bytes, got "2GB"/],
       [
         ["server", "--auto-compaction-retention", "ten"],
         /--auto-compaction-retention: expected a duration such as 30m/,

@@ -19,12 +19,18 @@ export interface Backend {
   snapshot(): Promise<string>;
   /** Frees the space compaction left (etcd's defragment). */
   defragment(): Promise<void>;
+  /** The alarms raised (NOSPACE when the space quota was reached). */
+  alarms(): readonly "NOSPACE"[];
+  /** Disarms NOSPACE (etcd's `alarm disarm`). */
+  disarmNoSpace(): Promise<void>;
 }
 
 export function embeddedBackend(store: EmbeddedStore, dataDir: string): Backend {
   return {
     store,
     defragment: () => store.defragment(),
+    alarms: () => store.alarms(),
+    disarmNoSpace: () => store.disarmNoSpace(),
     snapshot: async () => {
       // In the data directory: the copy is as large as the database, often too large for /tmp.
       const path = join(dataDir, `snapshot-${process.pid}-${randomUUID()}.db.tmp`);

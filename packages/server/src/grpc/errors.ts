@@ -24,6 +24,7 @@ export const ETCD_ERRORS = {
   requestTooLarge: err(Status.INVALID_ARGUMENT, "etcdserver: request is too large"),
   permissionDenied: err(Status.PERMISSION_DENIED, "etcdserver: permission denied"),
   stopped: err(Status.UNAVAILABLE, "etcdserver: server stopped"),
+  noSpace: err(Status.RESOURCE_EXHAUSTED, "etcdserver: mvcc: database space exceeded"),
 } as const;
 
 /** An error a handler throws to answer with exactly this status. */
@@ -62,6 +63,7 @@ export function toStatus(error: unknown, internal?: (error: unknown) => void): G
       case "ECLOSED":
         return ETCD_ERRORS.stopped;
       case "EUNAVAILABLE":
+        if (error.message.includes("database space exceeded")) return ETCD_ERRORS.noSpace;
         return err(Status.UNAVAILABLE, `etcdserver: ${error.message}`);
       case "EINVALID":
         if (error.message.includes("key is not provided")) return ETCD_ERRORS.emptyKey;

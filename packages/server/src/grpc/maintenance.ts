@@ -72,14 +72,24 @@ export function snapshotStream(ctx: ServiceContext, call: ServerWritableStream<o
 
 export function maintenanceService(ctx: ServiceContext) {
   return {
-    // No alarm is ever raised (no space quota, no corruption check): listing or disarming
-    // finds none; raising one by hand is refused rather than pretended.
-    Alarm: async (req: { action?: string }) => {
+    // The only alarm is NOSPACE, raised by the store itself when a write would pass the space
+    // quota (there is no corruption check). Raising one by hand is refused, not pretended.
+    Alarm: async (req: { action?: string; alarm?: string }) => {
       if (req.action === "ACTIVATE") {
-        throw new StatusError({ code: Status.UNIMPLEMENTED, details: "etcdserver: cairn server raises no alarms" });
+        throw new StatusError({
+          code: Status.UNIMPLEMENTED,
+          details: "etcdserver: cairn server raises its alarms itself",
+        });
+      }
+      const raised = ctx.backend.alarms().map((alarm) => ({ memberID: ctx.identity.memberId, alarm }));
+      if (req.action === "DEACTIVATE") {
+        // etcd answers a disarm with the alarms it took down.
+        const down = raised.filter((a) => a.alarm === req.alarm);
+        if (down.length > 0) await ctx.backend.disarmNoSpace();
+        return { alarms: down };
       }
       // etcd's alarm answer carries no header.
-      return { alarms: [] };
+      return { alarms: raised };
     },
     Defragment: async () => {
       await ctx.backend.defragment();
@@ -96,7 +106,8 @@ export function maintenanceService(ctx: ServiceContext) {
         raftIndex: status.revision,
         raftTerm: RAFT_TERM,
         raftAppliedIndex: status.revision,
-        errors: [],
+        // etcd lists each raised alarm here, in its proto text form.
+        errors: ctx.backend.alarms().map((alarm) => `memberID:${ctx.identity.memberId} alarm:${alarm} `),
         dbSizeInUse: status.dbSize,
         isLearner: false,
       };
