@@ -74,6 +74,8 @@ export class SqlitePersistence implements Persistence {
   readonly #deleteLease: Database.Statement;
   readonly #setMeta: Database.Statement;
   readonly #commit: (batch: Batch) => void;
+  #pageCount: Database.Statement | undefined;
+  #pageSize: number | undefined;
   /** The WAL file, opened by us too, to flush it without blocking the event loop. */
   readonly #walFd: number;
 
@@ -162,9 +164,10 @@ export class SqlitePersistence implements Persistence {
   }
 
   size(): number {
-    const pageCount = this.#db.pragma("page_count", { simple: true }) as number;
-    const pageSize = this.#db.pragma("page_size", { simple: true }) as number;
-    return pageCount * pageSize;
+    // Read after every commit when a space quota is set: a prepared statement, not pragma().
+    this.#pageCount ??= this.#db.prepare("PRAGMA page_count").pluck();
+    this.#pageSize ??= this.#db.pragma("page_size", { simple: true }) as number;
+    return (this.#pageCount.get() as number) * this.#pageSize;
   }
 
   async backup(path: string): Promise<void> {
