@@ -64,7 +64,17 @@ export class NoPersistence implements Persistence {
   close(): void {}
 }
 
-const SCHEMA_VERSION = 1;
+/**
+ * 2: history in a rowid table. Version 1 kept it WITHOUT ROWID, where a row over about 1,000
+ * bytes spills to an overflow page of its own (a 1,000-byte value took 4.7 KB of disk); a
+ * rowid table keeps rows of up to about 4 KB in place. Version 1 data is migrated on open.
+ */
+const SCHEMA_VERSION = 2;
+
+const CHANGES_COLUMNS = `
+  rev INTEGER NOT NULL, sub INTEGER NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL,
+  create_rev INTEGER NOT NULL, version INTEGER NOT NULL, lease TEXT NOT NULL, tombstone INTEGER NOT NULL,
+  PRIMARY KEY (rev, sub)`;
 
 export class SqlitePersistence implements Persistence {
   readonly #db: Database.Database;
@@ -89,10 +99,7 @@ export class SqlitePersistence implements Persistence {
     this.#db.pragma("synchronous = NORMAL");
     this.#db.exec(`
       CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
-      CREATE TABLE IF NOT EXISTS changes (
-        rev INTEGER NOT NULL, sub INTEGER NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL,
-        create_rev INTEGER NOT NULL, version INTEGER NOT NULL, lease TEXT NOT NULL, tombstone INTEGER NOT NULL,
-        PRIMARY KEY (rev, sub)) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS changes (${CHANGES_COLUMNS});
       CREATE TABLE IF NOT EXISTS leases (id TEXT PRIMARY KEY, ttl INTEGER NOT NULL) WITHOUT ROWID;
     `);
     const version = this.#db.prepare("SELECT value FROM meta WHERE name = 'schema'").get() as
@@ -100,6 +107,8 @@ export class SqlitePersistence implements Persistence {
       | undefined;
     if (version === undefined) {
       this.#db.prepare("INSERT INTO meta (name, value) VALUES ('schema', ?)").run(SCHEMA_VERSION);
+    } else if (version.value === 1) {
+      migrateFromVersion1(this.#db);
     } else if (version.value !== SCHEMA_VERSION) {
       this.#db.close();
       throw new Error(`${path}: data written by schema version ${version.value}, this Cairn reads ${SCHEMA_VERSION}`);
@@ -186,6 +195,25 @@ export class SqlitePersistence implements Persistence {
     closeSync(this.#walFd);
     this.#db.close();
   }
+}
+
+/**
+ * Rewrites version 1's history table as a rowid table in one transaction (a crash leaves
+ * version 1 whole, migrated again on the next open), then compacts the file, so that the
+ * old table's pages do not count against a space quota.
+ */
+function migrateFromVersion1(db: Database.Database): void {
+  db.transaction(() => {
+    db.exec(`
+      CREATE TABLE changes_v2 (${CHANGES_COLUMNS});
+      INSERT INTO changes_v2 SELECT rev, sub, key, value, create_rev, version, lease, tombstone FROM changes;
+      DROP TABLE changes;
+      ALTER TABLE changes_v2 RENAME TO changes;
+    `);
+    db.prepare("UPDATE meta SET value = ? WHERE name = 'schema'").run(SCHEMA_VERSION);
+  })();
+  db.exec("VACUUM");
+  db.pragma("wal_checkpoint(TRUNCATE)");
 }
 
 function syncDirectory(dir: string): void {
