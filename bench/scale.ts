@@ -1,7 +1,8 @@
-// npm run bench:scale — how the embedded engine holds up as it grows: memory per revision,
-// the rate of puts of new keys as the key count climbs, puts beside many watchers, and how
-// long a large compaction holds up the event loop. No reference target: these figures guard against regressions
-// (a sorted-array key index once made new keys 10x slower at 300,000 keys).
+// npm run bench:scale — how the embedded engine holds up as it grows: memory and disk per
+// revision, the rate of puts of new keys as the key count climbs, puts beside many
+// watchers, and how long a large compaction holds up the event loop. No reference target:
+// these figures guard against regressions (a sorted-array key index once made new keys 10x
+// slower at 300,000 keys).
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -31,6 +32,22 @@ async function memoryPerRevision(): Promise<[number, number]> {
   const after = process.memoryUsage();
   await store.close();
   return [(after.heapUsed - before.heapUsed) / n, (after.arrayBuffers - before.arrayBuffers) / n];
+}
+
+/** Database bytes per revision of 1,000-byte values (2,000 puts over 500 keys). */
+async function diskPerRevision(): Promise<number> {
+  const dir = mkdtempSync(join(tmpdir(), "cairn-bench-scale-"));
+  const store = openEmbedded({ dataDir: dir });
+  try {
+    const value = "v".repeat(1_000);
+    for (let i = 0; i < 2_000; i += 100) {
+      await Promise.all(Array.from({ length: 100 }, (_, j) => store.put(`/disk/${(i + j) % 500}`, value)));
+    }
+    return (await store.status()).dbSize / 2_000;
+  } finally {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 async function newKeyRates(): Promise<{ keys: number; rate: number }[]> {
@@ -95,6 +112,7 @@ async function compactionStall(): Promise<[number, number]> {
 }
 
 const [heap, buffers] = await memoryPerRevision();
+const disk = await diskPerRevision();
 const rates = await newKeyRates();
 const [outside, inside] = await putsUnderWatchers();
 const [compactMs, stallMs] = await compactionStall();
@@ -103,6 +121,7 @@ printTable(
   [
     ["heap bytes per revision (100-byte values, 10,000 keys)", heap.toFixed(0)],
     ["buffer bytes per revision", buffers.toFixed(0)],
+    ["disk bytes per revision of a 1,000-byte value", disk.toFixed(0)],
     ...rates.map((r) => [`puts/s of new keys, up to ${r.keys.toLocaleString("en")} keys`, r.rate.toFixed(0)]),
     ["puts/s beside 5,000 prefix watchers (none hears them)", outside.toFixed(0)],
     ["puts/s that 500 of those watchers hear", inside.toFixed(0)],
