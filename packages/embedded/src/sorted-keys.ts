@@ -9,40 +9,30 @@ const BLOCK = 512;
 export class SortedKeys {
   /** Non-empty sorted blocks; every id of a block is below every id of the next. */
   #blocks: KeyId[][] = [];
-  #size = 0;
-
-  get size(): number {
-    return this.#size;
-  }
 
   /** Adds an id that is not yet present. */
   insert(id: KeyId): void {
     const blocks = this.#blocks;
     if (blocks.length === 0) {
       blocks.push([id]);
-      this.#size = 1;
       return;
     }
     const b = Math.min(this.#blockFor(id), blocks.length - 1);
     const block = blocks[b] as KeyId[];
     block.splice(lowerBound(block, id), 0, id);
-    this.#size++;
     if (block.length >= 2 * BLOCK) blocks.splice(b + 1, 0, block.splice(BLOCK));
   }
 
   /** Removes every id in `ids` (absent ones are ignored). */
   removeAll(ids: ReadonlySet<KeyId>): void {
     const kept: KeyId[][] = [];
-    let size = 0;
     for (const block of this.#blocks) {
       let n = 0;
       for (const id of block) if (!ids.has(id)) block[n++] = id;
       block.length = n;
-      size += n;
       if (n > 0) kept.push(block);
     }
     this.#blocks = kept;
-    this.#size = size;
   }
 
   /** The ids >= `start`, ascending. */

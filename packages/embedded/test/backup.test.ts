@@ -1,21 +1,10 @@
 // backup(): a consistent copy of an open store that opens as the store it was taken from.
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { DB_FILE, openEmbedded } from "../src/index.js";
-
-const dirs: string[] = [];
-after(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
-
-function tempDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), "cairn-backup-"));
-  dirs.push(dir);
-  return dir;
-}
+import { tempDir } from "./support.js";
 
 describe("embedded engine backup", () => {
   it("a backup taken while writes go on opens with every write acknowledged before it, at its revision", async () => {

@@ -3,23 +3,12 @@
 // those shares loses nothing and brings back nothing that was deleted.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
 import { DB_FILE, openEmbedded } from "../src/index.js";
-
-const dirs: string[] = [];
-function tempDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), "cairn-compaction-"));
-  dirs.push(dir);
-  return dir;
-}
-after(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+import { tempDir } from "./support.js";
 
 /** History rows the database file holds, read beside the engine (WAL allows it). */
 function rowsOnDisk(dataDir: string): number {
@@ -29,6 +18,12 @@ function rowsOnDisk(dataDir: string): number {
   } finally {
     db.close();
   }
+}
+
+/** Waits (up to 5 s) for the deletes compaction left to run in later turns. */
+async function untilRowsOnDisk(dataDir: string, rows: number): Promise<void> {
+  const deadline = Date.now() + 5_000;
+  while (rowsOnDisk(dataDir) > rows && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
 }
 
 const child = fileURLToPath(new URL("./compaction-child.js", import.meta.url));
@@ -72,8 +67,7 @@ describe("embedded compaction at scale", () => {
       const during = rowsOnDisk(dataDir);
       assert.ok(during > 1_001, `rows left right after the answer: ${during}`);
       assert.equal((await store.get("s/5"))?.value.toString(), "v29");
-      const deadline = Date.now() + 5_000;
-      while (rowsOnDisk(dataDir) > 1_001 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      await untilRowsOnDisk(dataDir, 1_001);
       assert.equal(rowsOnDisk(dataDir), 1_001, "one row per live key stays");
     } finally {
       await store.close();
@@ -131,8 +125,7 @@ describe("embedded compaction at scale", () => {
       // The next compaction deletes what the crash left behind.
       const { header } = await store.put("c/after", "y");
       await store.compact(header.revision);
-      const deadline = Date.now() + 5_000;
-      while (rowsOnDisk(dataDir) > 1_802 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      await untilRowsOnDisk(dataDir, 1_802);
       assert.equal(rowsOnDisk(dataDir), 1_802);
     } finally {
       await store.close();

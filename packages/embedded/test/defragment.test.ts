@@ -1,20 +1,12 @@
 // defragment(): the space compaction frees goes back to the file system (etcd's defrag).
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { openEmbedded } from "../src/index.js";
-
-const dirs: string[] = [];
-after(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+import { tempDir } from "./support.js";
 
 describe("embedded engine defragment", () => {
   it("after deleting and compacting, defragment shrinks the database and keeps every live key", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "cairn-defrag-"));
-    dirs.push(dir);
+    const dir = tempDir();
     const store = openEmbedded({ dataDir: dir });
     try {
       const big = Buffer.alloc(64 * 1024, 0x61);

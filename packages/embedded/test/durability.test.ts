@@ -1,23 +1,13 @@
 // The embedded engine's durability: acknowledged writes survive kill -9 and restarts.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync, statSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { statSync } from "node:fs";
 import { join } from "node:path";
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import type { PutResult } from "@cairn/core";
 import { DB_FILE, openEmbedded } from "../src/index.js";
-
-const dirs: string[] = [];
-function tempDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), "cairn-embedded-"));
-  dirs.push(dir);
-  return dir;
-}
-after(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+import { tempDir } from "./support.js";
 
 const child = fileURLToPath(new URL("./crash-child.js", import.meta.url));
 

@@ -2,22 +2,15 @@
 // reads back as before, the table is rewritten as a rowid table, and values of about 1 KB no
 // longer take a 4 KB page each.
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import Database from "better-sqlite3";
 import { DB_FILE, openEmbedded } from "../src/index.js";
-
-const dirs: string[] = [];
-after(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+import { tempDir } from "./support.js";
 
 /** A data directory as version 1 wrote it: a key with two versions, a deleted key, a lease. */
 function versionOneData(): string {
-  const dir = mkdtempSync(join(tmpdir(), "cairn-v1-"));
-  dirs.push(dir);
+  const dir = tempDir();
   const db = new Database(join(dir, DB_FILE));
   db.pragma("journal_mode = WAL");
   db.exec(`
@@ -72,8 +65,7 @@ describe("embedded schema migration", () => {
   });
 
   it("values of 1,000 bytes take about their own size on disk, not a page each", async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), "cairn-v2-"));
-    dirs.push(dataDir);
+    const dataDir = tempDir();
     const store = openEmbedded({ dataDir });
     try {
       const value = "v".repeat(1_000);

@@ -2,25 +2,17 @@
 // NOSPACE alarm and is refused, as is every later write, until the alarm is disarmed;
 // reads and deletes go on, and the alarm outlives a restart.
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { isCairnError } from "@cairn/core";
 import { openEmbedded } from "../src/index.js";
-
-const dirs: string[] = [];
-after(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+import { tempDir } from "./support.js";
 
 const noSpace = (err: unknown) =>
   isCairnError(err, "EUNAVAILABLE") && /mvcc: database space exceeded/.test(err.message);
 
 describe("embedded space quota", () => {
   it("raises NOSPACE at the quota, refuses writes but not reads or deletes, and keeps it over a restart", async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), "cairn-quota-"));
-    dirs.push(dataDir);
+    const dataDir = tempDir();
     const quotaBytes = 256 * 1024;
     let store = openEmbedded({ dataDir, quotaBytes });
     const value = "v".repeat(1_000);
@@ -59,8 +51,7 @@ describe("embedded space quota", () => {
   });
 
   it("without a quota nothing is ever refused for space", async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), "cairn-quota-"));
-    dirs.push(dataDir);
+    const dataDir = tempDir();
     const store = openEmbedded({ dataDir });
     for (let i = 0; i < 400; i++) await store.put(`n/${i}`, "v".repeat(1_000));
     assert.deepEqual(store.alarms(), []);

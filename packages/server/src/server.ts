@@ -61,8 +61,9 @@ export interface ServerOptions {
    */
   readonly autoCompaction?: Omit<AutoCompactionOptions, "onCompacted" | "onError">;
   /**
-   * etcd's space quota: writes that would grow the database past it are refused and raise the
-   * NOSPACE alarm until disarmed. Default none here; the CLI defaults to etcd's 2 GiB.
+   * etcd's space quota (--quota-backend-bytes): writes that would grow the database past it
+   * are refused and raise the NOSPACE alarm until disarmed. Read as etcd reads it: absent or
+   * 0 is 2 GiB, a negative number turns the quota off.
    */
   readonly quotaBackendBytes?: number;
 }
@@ -106,6 +107,14 @@ function grpcCredentials(tls: TlsOptions | undefined): ServerCredentials {
   );
 }
 
+/** etcd's DefaultQuotaBytes. */
+const DEFAULT_QUOTA_BYTES = 2 * 1024 ** 3;
+
+function quotaBytes(option: number | undefined): number {
+  if (!option) return DEFAULT_QUOTA_BYTES;
+  return option < 0 ? 0 : option;
+}
+
 function hostPort(host: string, port: number): string {
   return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
 }
@@ -124,7 +133,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     dataDir: options.dataDir,
     limits,
     onCommit: metrics.onCommit,
-    ...(options.quotaBackendBytes ? { quotaBytes: options.quotaBackendBytes } : {}),
+    quotaBytes: quotaBytes(options.quotaBackendBytes),
     ...(options.progressNotifyIntervalMs !== undefined
       ? { progressNotifyIntervalMs: options.progressNotifyIntervalMs }
       : {}),
